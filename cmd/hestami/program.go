@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hestami/hestami/backup"
+	"github.com/hestami/hestami/config"
+	"github.com/hestami/hestami/file"
+	"github.com/hestami/hestami/zstd"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Program is the hestami command line. Tests run it in-process with their own
+// environment and output streams.
+type Program struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	Getenv func(string) (string, bool)
+
+	configPath string
+	cfg        config.Config
+	logger     *slog.Logger
+}
+
+// NewProgram returns a Program reading its environment through getenv.
+func NewProgram(stdin io.Reader, stdout, stderr io.Writer, getenv func(string) (string, bool)) *Program {
+	return &Program{Stdin: stdin, Stdout: stdout, Stderr: stderr, Getenv: getenv}
+}
+
+// Run executes the command line args (without the program name).
+func (p *Program) Run(ctx context.Context, args []string) error {
+	root := p.rootCommand()
+	root.SetArgs(args)
+	root.SetIn(p.Stdin)
+	root.SetOut(p.Stdout)
+	root.SetErr(p.Stderr)
+	err := root.ExecuteContext(ctx)
+	if err != nil && isUsageError(err) {
+		return &exitError{code: ExitUsage, err: err}
+	}
+	return err
+}
+
+type usageError struct{ error }
+
+func isUsageError(err error) bool {
+	_, ok := err.(usageError)
+	return ok || strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") ||
+		strings.HasPrefix(err.Error(), "unknown shorthand flag") || strings.Contains(err.Error(), "arg(s)") ||
+		strings.HasPrefix(err.Error(), "invalid argument") || strings.HasPrefix(err.Error(), "required flag")
+}
+
+func (p *Program) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "hestami",
+		Short: "PostgreSQL backups, WAL archiving and point-in-time recovery for the Hestami platform",
+		Long: `hestami backs up the platform's PostgreSQL: continuous WAL archiving, physical base
+backups for point-in-time recovery and logical dumps, into a self-describing repository.
+
+Configuration: --config FILE (YAML), HESTAMI_* variables and the libpq variables
+(PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE). See docs/configuration.md.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			return p.setup()
+		},
+	}
+	root.PersistentFlags().StringVar(&p.configPath, "config", "", "configuration file (YAML; ${VAR} is expanded from the environment)")
+	root.AddCommand(p.walCommand(), p.backupCommand(), p.restoreCommand(), p.devCommand())
+	return root
+}
+
+func (p *Program) setup() error {
+	path := p.configPath
+	if path == "" {
+		if v, ok := p.Getenv("HESTAMI_CONFIG"); ok {
+			path = v
+		}
+	}
+	cfg, err := config.Load(path, p.Getenv)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	p.cfg = cfg
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.Log.Format == "json" {
+		p.logger = slog.New(slog.NewJSONHandler(p.Stderr, opts))
+	} else {
+		p.logger = slog.New(slog.NewTextHandler(p.Stderr, opts))
+	}
+	return nil
+}
+
+// openStorage opens the storage at rawURL.
+func openStorage(rawURL string) (backup.Storage, error) {
+	if strings.HasPrefix(rawURL, "/") || strings.HasPrefix(rawURL, ".") {
+		return file.New(rawURL)
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("storage URL %q: %w", rawURL, err)
+	}
+	switch u.Scheme {
+	case "file":
+		p := u.Path
+		if u.Host != "" && u.Host != "localhost" {
+			p = filepath.Join(u.Host, p) // file://relative/dir
+		}
+		return file.New(p)
+	}
+	return nil, fmt.Errorf("storage URL %q: scheme %q is not supported by this build: use file:///path", rawURL, u.Scheme)
+}
+
+// repository opens the backup repository; for WAL it honours HESTAMI_WAL_STORAGE_URL.
+func (p *Program) repository(forWAL bool) (*backup.Repository, error) {
+	if err := p.cfg.RequireStorage(); err != nil {
+		return nil, err
+	}
+	u := p.cfg.Storage.URL
+	if forWAL && p.cfg.Storage.WALURL != "" {
+		u = p.cfg.Storage.WALURL
+	}
+	st, err := openStorage(u)
+	if err != nil {
+		return nil, err
+	}
+	return &backup.Repository{
+		Storage: st,
+		Codec:   zstd.Codec{Level: p.cfg.Backup.CompressionLevel},
+		Logger:  p.logger,
+	}, nil
+}
+
+// printJSON writes v as indented JSON to stdout.
+func (p *Program) printJSON(v any) error {
+	enc := json.NewEncoder(p.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// executable returns the absolute path of the running hestami binary, for the
+// archive_command and restore_command it writes into PostgreSQL's configuration.
+func executable() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "hestami"
+	}
+	if r, err := filepath.EvalSymlinks(exe); err == nil {
+		return r
+	}
+	return exe
+}

@@ -1,0 +1,229 @@
+// Package config loads hestami's configuration: defaults, then a YAML file (with
+// ${VAR} references expanded from the environment), then HESTAMI_* and libpq
+// environment variables, then *_FILE secrets.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is hestami's whole configuration.
+type Config struct {
+	Storage  Storage  `yaml:"storage"`
+	Postgres Postgres `yaml:"postgres"`
+	WAL      WAL      `yaml:"wal"`
+	Backup   Backup   `yaml:"backup"`
+	Log      Log      `yaml:"log"`
+}
+
+// Storage says where the repository lives.
+type Storage struct {
+	// URL of the repository: file:///var/lib/hestami/backup (or a plain path).
+	URL string `yaml:"url"`
+	// WALURL, when set, keeps archived WAL in a repository of its own.
+	WALURL string `yaml:"wal_url"`
+}
+
+// Postgres is how to reach the cluster being backed up. Empty fields fall back to
+// libpq's own defaults (and ~/.pgpass).
+type Postgres struct {
+	Host     string `yaml:"host"`
+	Port     int    `yaml:"port"`
+	User     string `yaml:"user"`
+	Password string `yaml:"password"`
+	Database string `yaml:"database"`
+	// BinDir holds pg_dump, pg_restore, postgres...; empty: the newest installed.
+	BinDir string `yaml:"bin_dir"`
+}
+
+// WAL tunes archiving and fetching.
+type WAL struct {
+	// PushParallel is how many ready segments one archive_command call pushes at once.
+	PushParallel int `yaml:"push_parallel"`
+	// Prefetch is how many following segments wal fetch downloads ahead.
+	Prefetch int `yaml:"prefetch"`
+}
+
+// Backup tunes backups.
+type Backup struct {
+	// CompressionLevel is the zstd level, 1 (fastest) to 4 (smallest).
+	CompressionLevel int `yaml:"compression_level"`
+	// Parallel is how many cores compression and restore may use.
+	Parallel int `yaml:"parallel"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// Default returns the configuration before any file or environment.
+func Default() Config {
+	return Config{
+		WAL:    WAL{PushParallel: 4, Prefetch: 8},
+		Backup: Backup{CompressionLevel: 1, Parallel: runtime.NumCPU()},
+		Log:    Log{Level: "info", Format: "text"},
+	}
+}
+
+// Load builds the configuration from path (may be empty) and the environment given as
+// a lookup function (os.LookupEnv in production).
+func Load(path string, getenv func(string) (string, bool)) (Config, error) {
+	c := Default()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("read config file: %w", err)
+		}
+		expanded := os.Expand(string(b), func(k string) string { v, _ := getenv(k); return v })
+		dec := yaml.NewDecoder(strings.NewReader(expanded))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return c, fmt.Errorf("config file %s: %w", path, err)
+		}
+	}
+	var errs []error
+	env := func(name string) (string, bool) {
+		if f, ok := getenv(name + "_FILE"); ok && f != "" {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s_FILE: %w", name, err))
+				return "", false
+			}
+			return strings.TrimRight(string(b), "\r\n"), true
+		}
+		return getenv(name)
+	}
+	str := func(name string, dst *string) {
+		if v, ok := env(name); ok && v != "" {
+			*dst = v
+		}
+	}
+	num := func(name string, dst *int) {
+		if v, ok := env(name); ok && v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: not a number", name, v))
+				return
+			}
+			*dst = n
+		}
+	}
+	str("HESTAMI_STORAGE_URL", &c.Storage.URL)
+	str("HESTAMI_WAL_STORAGE_URL", &c.Storage.WALURL)
+	str("PGHOST", &c.Postgres.Host)
+	num("PGPORT", &c.Postgres.Port)
+	str("PGUSER", &c.Postgres.User)
+	str("PGPASSWORD", &c.Postgres.Password)
+	str("PGDATABASE", &c.Postgres.Database)
+	str("HESTAMI_PG_BINDIR", &c.Postgres.BinDir)
+	num("HESTAMI_WAL_PUSH_PARALLEL", &c.WAL.PushParallel)
+	num("HESTAMI_WAL_PREFETCH", &c.WAL.Prefetch)
+	num("HESTAMI_COMPRESSION_LEVEL", &c.Backup.CompressionLevel)
+	num("HESTAMI_PARALLEL", &c.Backup.Parallel)
+	str("HESTAMI_LOG_LEVEL", &c.Log.Level)
+	str("HESTAMI_LOG_FORMAT", &c.Log.Format)
+	if err := errors.Join(errs...); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// Validate reports every problem with its field path.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	for field, u := range map[string]string{"storage.url": c.Storage.URL, "storage.wal_url": c.Storage.WALURL} {
+		if u == "" {
+			continue
+		}
+		if _, err := url.Parse(u); err != nil {
+			bad(field, "invalid URL %q", u)
+		}
+	}
+	if c.Postgres.Port < 0 || c.Postgres.Port > 65535 {
+		bad("postgres.port", "%d is not a port", c.Postgres.Port)
+	}
+	if c.WAL.PushParallel < 1 || c.WAL.PushParallel > 64 {
+		bad("wal.push_parallel", "%d: want 1 to 64", c.WAL.PushParallel)
+	}
+	if c.WAL.Prefetch < 0 || c.WAL.Prefetch > 64 {
+		bad("wal.prefetch", "%d: want 0 to 64", c.WAL.Prefetch)
+	}
+	if c.Backup.CompressionLevel < 1 || c.Backup.CompressionLevel > 4 {
+		bad("backup.compression_level", "%d: want 1 (fastest) to 4 (smallest)", c.Backup.CompressionLevel)
+	}
+	if c.Backup.Parallel < 1 {
+		bad("backup.parallel", "%d: want at least 1", c.Backup.Parallel)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q: want debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "%q: want text or json", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+// RequireStorage returns an error unless a repository location is configured.
+func (c Config) RequireStorage() error {
+	if c.Storage.URL == "" {
+		return errors.New("no repository configured: set HESTAMI_STORAGE_URL (e.g. file:///var/lib/hestami/backup) or storage.url in the config file")
+	}
+	return nil
+}
+
+// ConnString returns a libpq keyword/value connection string for database db (empty:
+// the configured database). Fields left empty are left to libpq's defaults.
+func (p Postgres) ConnString(db string) string {
+	var parts []string
+	add := func(k, v string) {
+		if v != "" {
+			parts = append(parts, k+"='"+strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v)+"'")
+		}
+	}
+	add("host", p.Host)
+	if p.Port != 0 {
+		add("port", strconv.Itoa(p.Port))
+	}
+	add("user", p.User)
+	add("password", p.Password)
+	if db == "" {
+		db = p.Database
+	}
+	add("dbname", db)
+	return strings.Join(parts, " ")
+}
+
+// Env returns the libpq environment for child processes (pg_dump, psql, ...).
+func (p Postgres) Env() []string {
+	var env []string
+	add := func(k, v string) {
+		if v != "" {
+			env = append(env, k+"="+v)
+		}
+	}
+	add("PGHOST", p.Host)
+	if p.Port != 0 {
+		add("PGPORT", strconv.Itoa(p.Port))
+	}
+	add("PGUSER", p.User)
+	add("PGPASSWORD", p.Password)
+	return env
+}
