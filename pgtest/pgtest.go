@@ -51,6 +51,14 @@ func DefaultSettings() map[string]string {
 func New(t testing.TB, settings map[string]string) *postgres.Cluster {
 	t.Helper()
 	c := Prepare(t)
+	startPrepared(t, c, settings)
+	return c
+}
+
+// startPrepared initializes and starts a prepared cluster with DefaultSettings
+// overlaid by settings.
+func startPrepared(t testing.TB, c *postgres.Cluster, settings map[string]string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), startTimeout)
 	defer cancel()
 	if err := c.InitDB(ctx, "--no-sync"); err != nil {
@@ -61,7 +69,6 @@ func New(t testing.TB, settings map[string]string) *postgres.Cluster {
 	if err := c.Start(ctx, all); err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
-	return c
 }
 
 // Prepare returns a Cluster ready for InitDB or Start but neither initialized nor

@@ -1,0 +1,114 @@
+package pgtest
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/hestami/hestami/postgres"
+)
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+)
+
+// Binary builds the hestami command once per test process and returns its path, in
+// a directory the cluster user can reach (PostgreSQL runs it as archive_command).
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "hestami-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		if err := os.Chmod(dir, 0o755); err != nil {
+			buildErr = err
+			return
+		}
+		buildPath = filepath.Join(dir, "hestami")
+		cmd := exec.Command("go", "build", "-o", buildPath, "github.com/hestami/hestami/cmd/hestami")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build hestami: %v\n%s", err, out)
+		}
+		if buildErr == nil {
+			buildErr = postgres.MakeTraversable(buildPath)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("pgtest: %v", buildErr)
+	}
+	return buildPath
+}
+
+// Archiving is a test cluster that archives its WAL into a file repository through the
+// real hestami binary.
+type Archiving struct {
+	Cluster *postgres.Cluster
+	// Repo is the repository directory (storage URL file://Repo).
+	Repo string
+	// Config is a hestami config file naming the repository and the cluster.
+	Config string
+	// Bin is the hestami binary.
+	Bin string
+}
+
+// Env returns the environment a hestami command needs to work on this cluster.
+func (a *Archiving) Env() []string {
+	return []string{"HESTAMI_CONFIG=" + a.Config}
+}
+
+// NewArchiving starts a cluster with archive_mode=on and
+// archive_command='hestami --config CONFIG wal push %p', storing into a fresh
+// repository directory.
+func NewArchiving(t testing.TB, settings map[string]string) *Archiving {
+	t.Helper()
+	a := &Archiving{Bin: Binary(t), Repo: filepath.Join(Dir(t), "repo")}
+	dir := Dir(t)
+	a.Config = filepath.Join(dir, "hestami.yaml")
+	c := Prepare(t)
+	writeConfig(t, a.Config, a.Repo, c.Port)
+	all := map[string]string{
+		"archive_mode":    "on",
+		"archive_command": fmt.Sprintf("'%s' --config '%s' wal push %%p", a.Bin, a.Config),
+	}
+	for k, v := range settings {
+		all[k] = v
+	}
+	startPrepared(t, c, all)
+	a.Cluster = c
+	return a
+}
+
+// WriteConfig writes a hestami config file for repository dir and a cluster on port.
+func writeConfig(t testing.TB, path, repo string, port int) {
+	t.Helper()
+	cfg := fmt.Sprintf(`storage:
+  url: file://%s
+postgres:
+  host: 127.0.0.1
+  port: %d
+  user: postgres
+  database: postgres
+log:
+  level: info
+`, repo, port)
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatalf("pgtest: write config: %v", err)
+	}
+	if err := os.MkdirAll(repo, 0o750); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	u, err := postgres.ClusterUser()
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	if err := postgres.Chown(repo, u); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+}
