@@ -18,7 +18,7 @@ func validManifest() *backup.Manifest {
 		PGVersion: 150018, Timeline: 1, StartLSN: 0x3000028, StopLSN: 0x3000138,
 		StartWAL: "000000010000000000000003", StopWAL: "000000010000000000000003", WALSegmentSize: 16 << 20,
 		BackupLabel: []byte("START WAL LOCATION: 0/3000028 (file 000000010000000000000003)\n"),
-		Files: []backup.File{{Name: "base.tar", Sum: backup.Sum{Size: 10, StoredSize: 5, SHA256: strings.Repeat("a", 64)}}},
+		Files:       []backup.File{{Name: "base.tar", Sum: backup.Sum{Size: 10, StoredSize: 5, SHA256: strings.Repeat("a", 64)}}},
 	}
 }
 
