@@ -224,3 +224,45 @@ func TestWALPushKilledLeavesNothing(t *testing.T) {
 		t.Fatal("fetched content differs after re-push")
 	}
 }
+
+// TestWALFromAnotherClusterRefused points a second, unrelated cluster's
+// archive_command at the first one's repository: every attempt fails, PostgreSQL keeps
+// the segments, and the log says why.
+func TestWALFromAnotherClusterRefused(t *testing.T) {
+	t.Parallel()
+	a := pgtest.NewArchiving(t, nil)
+	pgtest.Exec(t, a.Cluster, "postgres", "CREATE TABLE wal_filler (id int, pad text)")
+	waitArchived(t, a, 1)
+
+	other := pgtest.New(t, map[string]string{
+		"archive_mode":    "on",
+		"archive_command": "'" + a.Bin + "' --config '" + a.Config + "' wal push %p",
+	})
+	pgtest.Exec(t, other, "postgres", "SELECT pg_switch_wal()")
+	pgtest.Exec(t, other, "postgres", "CREATE TABLE t (id int)")
+	pgtest.Exec(t, other, "postgres", "SELECT pg_switch_wal()")
+	deadline := time.Now().Add(60 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var failed, archived int64
+		pgtest.QueryRow(t, other, "postgres", "SELECT failed_count, archived_count FROM pg_stat_archiver").Scan(&failed, &archived)
+		if archived != 0 {
+			t.Fatalf("%d segments of another cluster were archived", archived)
+		}
+		if failed > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no archive failure reported within 60s")
+		}
+		<-tick.C
+	}
+	log, err := os.ReadFile(other.LogFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), "belongs to the cluster with system identifier") {
+		t.Fatalf("server log does not explain the refusal:\n%s", log)
+	}
+}
