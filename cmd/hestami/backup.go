@@ -19,6 +19,8 @@ import (
 type pushOptions struct {
 	Type      string
 	Databases []string
+	// WALTimeout bounds a physical backup's wait for its WAL to be archived (0: default).
+	WALTimeout time.Duration
 }
 
 func (p *Program) backupCommand() *cobra.Command {
@@ -65,6 +67,7 @@ and the expected size against the storage's free space.`,
 	}
 	cmd.Flags().StringVar(&o.Type, "type", "", "physical or logical (required)")
 	cmd.Flags().StringSliceVar(&o.Databases, "database", nil, "logical: only these databases (repeatable)")
+	cmd.Flags().DurationVar(&o.WALTimeout, "wal-timeout", backup.DefaultWALTimeout, "physical: how long to wait for the WAL up to the backup's stop position to be archived")
 	_ = cmd.MarkFlagRequired("type")
 	return cmd
 }

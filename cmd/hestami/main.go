@@ -42,11 +42,7 @@ func exitCode(err error, stderr *os.File) int {
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
-		if ee.err != nil && ee.code != ExitNotFound {
-			fmt.Fprintln(stderr, "hestami:", ee.err)
-		} else if ee.code == ExitNotFound {
-			fmt.Fprintln(stderr, "hestami:", ee.err)
-		}
+		fmt.Fprintln(stderr, "hestami:", ee.err)
 		return ee.code
 	}
 	fmt.Fprintln(stderr, "hestami:", err)
