@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -80,14 +81,15 @@ func (r *Repository) PutObject(ctx context.Context, key string, src io.Reader, i
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		cw := &countWriter{w: pw}
-		h := sha256.New()
+		// Buffer the compressed side: fewer, larger hand-offs to the storage writer.
+		bw := bufio.NewWriterSize(pw, 1<<20)
+		cw := &countWriter{w: bw}
 		zw, err := r.Codec.Compress(cw, concurrency)
 		if err != nil {
 			pw.CloseWithError(err)
 			return
 		}
-		n, err := io.Copy(zw, io.TeeReader(src, h))
+		n, digest, err := copyHashing(zw, src)
 		if err != nil {
 			zw.Close()
 			pw.CloseWithError(fmt.Errorf("read source: %w", err))
@@ -97,11 +99,15 @@ func (r *Repository) PutObject(ctx context.Context, key string, src io.Reader, i
 			pw.CloseWithError(err)
 			return
 		}
-		if _, err := cw.Write(encodeTrailer(n, h.Sum(nil))); err != nil {
+		if _, err := cw.Write(encodeTrailer(n, digest)); err != nil {
 			pw.CloseWithError(err)
 			return
 		}
-		sum = Sum{Size: n, StoredSize: cw.n, SHA256: hex.EncodeToString(h.Sum(nil))}
+		if err := bw.Flush(); err != nil {
+			pw.CloseWithError(err)
+			return
+		}
+		sum = Sum{Size: n, StoredSize: cw.n, SHA256: hex.EncodeToString(digest)}
 		pw.Close()
 	}()
 	err := r.Storage.Put(ctx, key, pr, ifAbsent)
@@ -111,6 +117,52 @@ func (r *Repository) PutObject(ctx context.Context, key string, src io.Reader, i
 		return Sum{}, err
 	}
 	return sum, nil
+}
+
+// copyHashing copies src to dst while a second goroutine computes the SHA-256 of
+// the same bytes, so hashing runs beside compression instead of before it.
+func copyHashing(dst io.Writer, src io.Reader) (int64, []byte, error) {
+	const bufs, size = 4, 256 << 10
+	free := make(chan []byte, bufs)
+	for range bufs {
+		free <- make([]byte, size)
+	}
+	toHash := make(chan []byte, bufs)
+	hashed := make(chan []byte, 1)
+	go func() {
+		h := sha256.New()
+		for b := range toHash {
+			h.Write(b)
+			free <- b[:cap(b)]
+		}
+		hashed <- h.Sum(nil)
+	}()
+	var n int64
+	var err error
+	for {
+		buf := <-free
+		m, rerr := io.ReadFull(src, buf)
+		if m > 0 {
+			toHash <- buf[:m]
+			if _, werr := dst.Write(buf[:m]); werr != nil {
+				err = werr
+				break
+			}
+			n += int64(m)
+		} else {
+			free <- buf
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			err = rerr
+			break
+		}
+	}
+	close(toHash)
+	digest := <-hashed
+	return n, digest, err
 }
 
 // OpenObject opens the object key and returns a reader of its original content. The

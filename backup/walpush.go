@@ -44,7 +44,10 @@ type WALPusher struct {
 	Repo *Repository
 	// Parallel is how many files one call pushes at once (1: no look-ahead).
 	Parallel int
-	Logger   *slog.Logger
+	// Cores is how many cores compression may use; a call pushing several files
+	// shares them out.
+	Cores  int
+	Logger *slog.Logger
 }
 
 // pushMark is what the status directory records about a file pushed ahead.
@@ -79,16 +82,17 @@ func (p *WALPusher) Push(ctx context.Context, path string) error {
 	}
 
 	ahead := p.readyAhead(pgwal, name)
+	cores := max(1, p.Cores/(1+len(ahead)))
 	var wg sync.WaitGroup
 	for _, n := range ahead {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p.pushAhead(ctx, pgwal, n, sysid, log)
+			p.pushAhead(ctx, pgwal, n, sysid, cores, log)
 		}()
 	}
 	start := time.Now()
-	sum, err := p.pushFile(ctx, path, wf, sysid)
+	sum, err := p.pushFile(ctx, path, wf, sysid, cores)
 	wg.Wait()
 	if err != nil {
 		return fmt.Errorf("wal push %s: %w", name, err)
@@ -105,7 +109,7 @@ func (p *WALPusher) logger() *slog.Logger {
 }
 
 // pushFile stores one WAL file, treating an identical stored copy as success.
-func (p *WALPusher) pushFile(ctx context.Context, path string, wf WALFile, sysid uint64) (Sum, error) {
+func (p *WALPusher) pushFile(ctx context.Context, path string, wf WALFile, sysid uint64, cores int) (Sum, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return Sum{}, err
@@ -120,7 +124,7 @@ func (p *WALPusher) pushFile(ctx context.Context, path string, wf WALFile, sysid
 		}
 	}
 	key := WALKey(wf)
-	sum, err := p.Repo.PutObject(ctx, key, f, true, 1)
+	sum, err := p.Repo.PutObject(ctx, key, f, true, cores)
 	if err == nil {
 		return sum, nil
 	}
@@ -182,13 +186,13 @@ func (p *WALPusher) readyAhead(pgwal, current string) []string {
 
 // pushAhead pushes a ready file before PostgreSQL asks, and records it so the later
 // call returns at once. Failures are only logged: PostgreSQL will ask again.
-func (p *WALPusher) pushAhead(ctx context.Context, pgwal, name string, sysid uint64, log *slog.Logger) {
+func (p *WALPusher) pushAhead(ctx context.Context, pgwal, name string, sysid uint64, cores int, log *slog.Logger) {
 	wf, err := ParseWALName(name)
 	if err != nil {
 		return
 	}
 	path := filepath.Join(pgwal, name)
-	sum, err := p.pushFile(ctx, path, wf, sysid)
+	sum, err := p.pushFile(ctx, path, wf, sysid, cores)
 	if err != nil {
 		log.Warn("push ahead failed; PostgreSQL will retry it", "ahead", name, "err", err)
 		return

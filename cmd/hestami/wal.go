@@ -39,7 +39,7 @@ following calls return at once.`,
 			if err != nil {
 				return err
 			}
-			pusher := &backup.WALPusher{Repo: repo, Parallel: p.cfg.WAL.PushParallel, Logger: p.logger}
+			pusher := &backup.WALPusher{Repo: repo, Parallel: p.cfg.WAL.PushParallel, Cores: p.cfg.Backup.Parallel, Logger: p.logger}
 			return pusher.Push(cmd.Context(), args[0])
 		},
 	}
