@@ -167,32 +167,6 @@ func EstimateDumpSpace(dbs []Database) int64 {
 	return total / 2
 }
 
-// SpaceError reports a storage without room for a backup.
-type SpaceError struct {
-	Storage string
-	Needed  uint64
-	Free    uint64
-	Basis   string
-}
-
-func (e *SpaceError) Error() string {
-	return fmt.Sprintf("not enough free space in %s: the backup needs about %s (%s), the storage has %s free; free some space (hestami backup prune), or point storage.url elsewhere",
-		e.Storage, humanBytes(int64(e.Needed)), e.Basis, humanBytes(int64(e.Free)))
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
 // ClusterInfo is what a backup records about the cluster it comes from.
 type ClusterInfo struct {
 	SystemIdentifier uint64
@@ -262,7 +236,7 @@ func (b *LogicalBackup) Check(ctx context.Context, req LogicalRequest) ([]Databa
 				onDisk += d.Size
 			}
 			return nil, &SpaceError{Storage: b.Repo.Storage.String(), Needed: uint64(need), Free: free,
-				Basis: fmt.Sprintf("half of the %s the databases take on disk", humanBytes(onDisk))}
+				Basis: fmt.Sprintf("half of the %s the databases take on disk", FormatBytes(onDisk))}
 		}
 	}
 	return dbs, nil
@@ -650,7 +624,7 @@ func (r *LogicalRestore) Run(ctx context.Context, m *Manifest, o LogicalRestoreO
 			}
 			if need := uint64(f.Size) + tempHeadroom; free < need {
 				return nil, fmt.Errorf("not enough space in %s for the archive of %q: it needs %s, there is %s free; use --temp-dir on a larger file system, or --jobs 1 to stream the archive without a temporary file",
-					filepath.Dir(dir), o.Database, humanBytes(int64(need)), humanBytes(int64(free)))
+					filepath.Dir(dir), o.Database, FormatBytes(int64(need)), FormatBytes(int64(free)))
 			}
 		}
 		path = filepath.Join(dir, "archive.dump")

@@ -111,25 +111,6 @@ func (e *WALNotArchivedError) Error() string {
 // Is lets errors.Is(err, ErrWALNotArchived) match.
 func (e *WALNotArchivedError) Is(target error) bool { return target == ErrWALNotArchived }
 
-// ErrInsufficientSpace is matched (errors.Is) by *InsufficientSpaceError.
-var ErrInsufficientSpace = errors.New("insufficient space")
-
-// InsufficientSpaceError reports a backup that would not fit in the storage.
-type InsufficientSpaceError struct {
-	Storage string
-	Need    int64
-	Free    uint64
-}
-
-func (e *InsufficientSpaceError) Error() string {
-	return fmt.Sprintf("the backup needs up to %d bytes (%.1f MiB, the database size before compression) but %s has %d bytes (%.1f MiB) free: "+
-		"free space there (hestami backup prune) or point HESTAMI_STORAGE_URL at a larger volume",
-		e.Need, float64(e.Need)/(1<<20), e.Storage, e.Free, float64(e.Free)/(1<<20))
-}
-
-// Is lets errors.Is(err, ErrInsufficientSpace) match.
-func (e *InsufficientSpaceError) Is(target error) bool { return target == ErrInsufficientSpace }
-
 // PhysicalBackup takes a physical base backup into a repository: each archive is
 // streamed through compression into storage (nothing is staged on local disk), the
 // backup waits until the WAL up to its stop position is archived, and its manifest
@@ -180,7 +161,7 @@ func (b *PhysicalBackup) Run(ctx context.Context) (*Manifest, error) {
 		if err != nil {
 			log.Warn("cannot tell the storage's free space; not checked", "storage", b.Repo.Storage.String(), "err", err)
 		} else if uint64(st.DataSize) > free {
-			return nil, fmt.Errorf("physical backup: %w", &InsufficientSpaceError{Storage: b.Repo.Storage.String(), Need: st.DataSize, Free: free})
+			return nil, fmt.Errorf("physical backup: %w", &SpaceError{Storage: b.Repo.Storage.String(), Needed: uint64(st.DataSize), Free: free, Basis: "the database size before compression"})
 		}
 	}
 

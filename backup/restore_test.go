@@ -602,7 +602,7 @@ func TestPhysicalBackupRun(t *testing.T) {
 		{"PostgreSQL 14", func(s *backup.ServerStatus) { s.VersionNum = 140010 }, "PostgreSQL 15 or newer"},
 		{"archive_mode off", func(s *backup.ServerStatus) { s.ArchiveMode = "off" }, "archive_mode is off"},
 		{"standby not archiving", func(s *backup.ServerStatus) { s.InRecovery = true }, "archive_mode = always"},
-		{"too big for the storage", func(s *backup.ServerStatus) { s.DataSize = 1 << 62 }, "the backup needs up to"},
+		{"too big for the storage", func(s *backup.ServerStatus) { s.DataSize = 1 << 62 }, "not enough free space"},
 	} {
 		t.Run("refuses "+tt.name, func(t *testing.T) {
 			repo, dir := newRestoreRepo(t)

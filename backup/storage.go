@@ -3,6 +3,7 @@ package backup
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 )
@@ -46,4 +47,39 @@ type Storage interface {
 type SpaceReporter interface {
 	// FreeSpace returns the bytes available to new objects.
 	FreeSpace(ctx context.Context) (uint64, error)
+}
+
+// ErrInsufficientSpace is matched (errors.Is) by *SpaceError.
+var ErrInsufficientSpace = errors.New("insufficient space")
+
+// SpaceError reports a storage without room for a backup.
+type SpaceError struct {
+	Storage string
+	Needed  uint64
+	Free    uint64
+	// Basis says how Needed was estimated.
+	Basis string
+}
+
+func (e *SpaceError) Error() string {
+	return fmt.Sprintf("not enough free space in %s: the backup needs about %s (%s), the storage has %s free; "+
+		"free some space (hestami backup delete ID), or point storage.url at a larger volume",
+		e.Storage, FormatBytes(int64(e.Needed)), e.Basis, FormatBytes(int64(e.Free)))
+}
+
+// Is lets errors.Is(err, ErrInsufficientSpace) match.
+func (e *SpaceError) Is(target error) bool { return target == ErrInsufficientSpace }
+
+// FormatBytes formats a byte count for people (1.5 GiB).
+func FormatBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

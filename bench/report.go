@@ -9,6 +9,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/hestami/hestami/backup"
 )
 
 // result is one tool's row: a command measured --runs times.
@@ -308,17 +310,6 @@ func fmtDur(s float64) string {
 	return fmt.Sprintf("%.2f s", s)
 }
 
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+func humanBytes(n int64) string { return backup.FormatBytes(n) }
 
 func humanKiB(kib int64) string { return humanBytes(kib * 1024) }

@@ -109,15 +109,4 @@ func (r *Reporter) report(now time.Time, final bool) {
 }
 
 // Bytes formats a byte count for people (1.5 GiB).
-func Bytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+func Bytes(n int64) string { return backup.FormatBytes(n) }

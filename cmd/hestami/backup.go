@@ -231,8 +231,8 @@ func (p *Program) backupDeleteCommand() *cobra.Command {
 		Use:   "delete ID",
 		Short: "Delete one backup (complete or incomplete) from the repository",
 		Long: `Deletes every object of the backup, its manifest first, so an interrupted delete
-leaves an incomplete backup, never one that looks complete. WAL is not touched: use
-backup prune for retention.`,
+leaves an incomplete backup, never one that looks complete. Archived WAL is not
+touched.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			repo, err := p.repository(false)
