@@ -47,9 +47,9 @@ type RetentionCandidate struct {
 
 // RetentionDecision is the planner's verdict on one backup.
 type RetentionDecision struct {
-	ID     string    `json:"id"`
-	Time   time.Time `json:"time"`
-	Keep   bool      `json:"keep"`
+	ID   string    `json:"id"`
+	Time time.Time `json:"time"`
+	Keep bool      `json:"keep"`
 	// Reasons lists why a backup is kept (the tiers it stands for: "daily
 	// 2026-12-03", "weekly 2026-W49", "monthly 2026-11", "newest", ...) or deleted.
 	Reasons []string `json:"reasons"`
