@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
+	_ "time/tzdata" // time zones for retention, whatever the machine has
 
 	"go.yaml.in/yaml/v3"
 )
@@ -21,8 +23,9 @@ type Config struct {
 	Storage  Storage  `yaml:"storage"`
 	Postgres Postgres `yaml:"postgres"`
 	WAL      WAL      `yaml:"wal"`
-	Backup   Backup   `yaml:"backup"`
-	Log      Log      `yaml:"log"`
+	Backup    Backup    `yaml:"backup"`
+	Retention Retention `yaml:"retention"`
+	Log       Log       `yaml:"log"`
 }
 
 // Storage says where the repository lives.
@@ -61,6 +64,28 @@ type Backup struct {
 	Parallel int `yaml:"parallel"`
 }
 
+// Retention is the grandfather-father-son policy backup prune applies.
+type Retention struct {
+	Tiers `yaml:",inline"`
+	// TimeZone is the calendar days, weeks and months are counted in (IANA name).
+	TimeZone string `yaml:"time_zone"`
+	// PITRWindow is the tier whose oldest physical backup starts the window of
+	// continuous WAL: daily, weekly or monthly.
+	PITRWindow string `yaml:"pitr_window"`
+	// IncompleteGrace is how long a failed or interrupted backup is left alone.
+	IncompleteGrace time.Duration `yaml:"incomplete_grace"`
+	// Physical and Logical override the tiers per backup type.
+	Physical *Tiers `yaml:"physical"`
+	Logical  *Tiers `yaml:"logical"`
+}
+
+// Tiers are how many daily, weekly and monthly backups to keep.
+type Tiers struct {
+	Daily   int `yaml:"daily"`
+	Weekly  int `yaml:"weekly"`
+	Monthly int `yaml:"monthly"`
+}
+
 // Log configures logging.
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
@@ -72,7 +97,9 @@ func Default() Config {
 	return Config{
 		WAL:    WAL{PushParallel: 4, Prefetch: 8},
 		Backup: Backup{CompressionLevel: 1, Parallel: runtime.NumCPU()},
-		Log:    Log{Level: "info", Format: "text"},
+		Retention: Retention{Tiers: Tiers{Daily: 7, Weekly: 4, Monthly: 6}, TimeZone: "UTC",
+			PITRWindow: "daily", IncompleteGrace: 24 * time.Hour},
+		Log: Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -167,6 +194,19 @@ func (c Config) Validate() error {
 	}
 	if c.Backup.Parallel < 1 {
 		bad("backup.parallel", "%d: want at least 1", c.Backup.Parallel)
+	}
+	for field, t := range map[string]*Tiers{"retention": &c.Retention.Tiers, "retention.physical": c.Retention.Physical, "retention.logical": c.Retention.Logical} {
+		if t != nil && (t.Daily < 0 || t.Weekly < 0 || t.Monthly < 0 || t.Daily+t.Weekly+t.Monthly == 0) {
+			bad(field, "daily %d, weekly %d, monthly %d: want no negative tier and at least one backup kept", t.Daily, t.Weekly, t.Monthly)
+		}
+	}
+	if _, err := time.LoadLocation(c.Retention.TimeZone); err != nil {
+		bad("retention.time_zone", "%q: not a time zone name (e.g. UTC, Europe/Berlin)", c.Retention.TimeZone)
+	}
+	switch c.Retention.PITRWindow {
+	case "daily", "weekly", "monthly":
+	default:
+		bad("retention.pitr_window", "%q: want daily, weekly or monthly", c.Retention.PITRWindow)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -28,7 +28,7 @@ func (p *Program) backupCommand() *cobra.Command {
 		Use:   "backup",
 		Short: "Take, list, inspect and delete backups",
 	}
-	cmd.AddCommand(p.backupPushCommand(), p.backupListCommand(), p.backupShowCommand(), p.backupDeleteCommand())
+	cmd.AddCommand(p.backupPushCommand(), p.backupListCommand(), p.backupShowCommand(), p.backupDeleteCommand(), p.backupPruneCommand())
 	return cmd
 }
 
@@ -115,9 +115,7 @@ func rowOf(e backup.BackupEntry) backupRow {
 		}
 		return r
 	}
-	if t, _, ok := strings.Cut(e.ID, "-"); ok {
-		r.Type = backup.Type(t)
-	}
+	r.Type = backup.IDType(e.ID)
 	for _, o := range e.Objects {
 		r.StoredSize += o.Size
 	}
