@@ -23,8 +23,8 @@ type Pruner struct {
 
 // PrunePlan is what a prune deletes and keeps, and why.
 type PrunePlan struct {
-	At      time.Time                      `json:"at"`
-	Backups map[Type][]RetentionDecision   `json:"backups"`
+	At      time.Time                    `json:"at"`
+	Backups map[Type][]RetentionDecision `json:"backups"`
 	// WindowStart is the physical backup from which all WAL is kept.
 	WindowStart string      `json:"pitr_window_start,omitempty"`
 	WAL         []WALObject `json:"-"`

@@ -20,9 +20,9 @@ import (
 
 // Config is hestami's whole configuration.
 type Config struct {
-	Storage  Storage  `yaml:"storage"`
-	Postgres Postgres `yaml:"postgres"`
-	WAL      WAL      `yaml:"wal"`
+	Storage   Storage   `yaml:"storage"`
+	Postgres  Postgres  `yaml:"postgres"`
+	WAL       WAL       `yaml:"wal"`
 	Backup    Backup    `yaml:"backup"`
 	Retention Retention `yaml:"retention"`
 	Log       Log       `yaml:"log"`
