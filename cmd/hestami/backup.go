@@ -237,7 +237,9 @@ touched.`,
 			if err != nil {
 				return err
 			}
-			if err := repo.DeleteBackup(cmd.Context(), args[0]); err != nil {
+			err = repo.DeleteBackup(cmd.Context(), args[0])
+			p.audit(cmd.Context(), repo, "backup.delete", args[0], err, nil)
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(p.Stdout, "Deleted backup %s\n", args[0])

@@ -62,6 +62,7 @@ func (p *Program) pushLogical(cmd *cobra.Command, o pushOptions) error {
 		Databases: dbs,
 		Only:      o.Databases,
 	})
+	p.audit(ctx, repo, "backup.push", backupID(m), err, map[string]string{"type": "logical"})
 	if err != nil {
 		return err
 	}

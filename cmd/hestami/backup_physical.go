@@ -40,6 +40,7 @@ func (p *Program) pushPhysical(cmd *cobra.Command, o pushOptions) error {
 	}
 	began := time.Now()
 	m, err := b.Run(ctx)
+	p.audit(ctx, repo, "backup.push", backupID(m), err, map[string]string{"type": "physical"})
 	if err != nil {
 		return err
 	}

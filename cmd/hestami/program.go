@@ -80,7 +80,7 @@ Configuration: --config FILE (YAML), HESTAMI_* variables and the libpq variables
 		},
 	}
 	root.PersistentFlags().StringVar(&p.configPath, "config", "", "configuration file (YAML; ${VAR} is expanded from the environment)")
-	root.AddCommand(p.walCommand(), p.backupCommand(), p.restoreCommand(), p.devCommand())
+	root.AddCommand(p.walCommand(), p.backupCommand(), p.restoreCommand(), p.auditCommand(), p.devCommand())
 	return root
 }
 

@@ -70,7 +70,18 @@ another time.`,
 			if dryRun {
 				return nil
 			}
-			return pr.Execute(ctx, plan)
+			err = pr.Execute(ctx, plan)
+			deleted := 0
+			for _, ds := range plan.Backups {
+				for _, d := range ds {
+					if !d.Keep {
+						deleted++
+					}
+				}
+			}
+			p.audit(ctx, repo, "backup.prune", "", err, map[string]string{
+				"backups_deleted": fmt.Sprint(deleted), "wal_deleted": fmt.Sprint(len(plan.WALDelete)), "at": plan.At.UTC().Format(time.RFC3339)})
+			return err
 		},
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "show the plan, delete nothing")

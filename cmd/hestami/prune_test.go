@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -126,6 +127,33 @@ func TestPrune(t *testing.T) {
 		if slices.Contains(p.WALDelete, w) {
 			t.Fatalf("WAL %s still stored after prune", w)
 		}
+	}
+
+	// Every action is in the audit log, and the chain is intact.
+	var entries []backup.AuditEntry
+	if err := json.Unmarshal([]byte(mustRun(t, a.Config, "audit", "list", "--json")), &entries); err != nil {
+		t.Fatal(err)
+	}
+	actions := map[string]int{}
+	for _, e := range entries {
+		actions[e.Action+" "+e.Outcome]++
+	}
+	if actions["backup.push ok"] != 5 || actions["backup.prune ok"] != 1 {
+		t.Fatalf("audit log actions %v, want 5 pushes and 1 prune", actions)
+	}
+	mustRun(t, a.Config, "audit", "verify")
+	// An entry edited afterwards is found.
+	key := "audit/00000000000000000002.json.zst"
+	b, err := repo.ReadObject(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = bytes.Replace(b, []byte(`"outcome":"ok"`), []byte(`"outcome":"failed"`), 1)
+	if _, err := repo.PutObject(t.Context(), key, bytes.NewReader(b), false, 1); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCLI(t, a.Config, "audit", "verify"); err == nil || !strings.Contains(out, "edited") {
+		t.Fatalf("audit verify after an edit: %v\n%s", err, out)
 	}
 
 	// The kept backup restores to the end of the archive.

@@ -67,7 +67,12 @@ server again.`,
   hestami restore --to /srv/pitr --backup physical-20240501T020000Z --tablespace-map 16385=/srv/pitr-ts`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return p.restorePhysical(cmd, o)
+			err := p.restorePhysical(cmd, o)
+			if repo, rerr := p.repository(false); rerr == nil {
+				p.audit(cmd.Context(), repo, "restore", o.To, err, map[string]string{"backup": o.Backup,
+					"target": strings.TrimSpace(o.TargetTime + o.TargetLSN + o.TargetXID + o.TargetName), "verify": fmt.Sprint(o.Verify)})
+			}
+			return err
 		},
 	}
 	f := cmd.Flags()

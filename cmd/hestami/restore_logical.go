@@ -59,7 +59,11 @@ and shown, and do not stop the restore.`,
   hestami restore logical --database app --into app_restored --force --jobs 1`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return p.restoreLogical(cmd, o)
+			err := p.restoreLogical(cmd, o)
+			if repo, rerr := p.repository(false); rerr == nil {
+				p.audit(cmd.Context(), repo, "restore.logical", o.Into, err, map[string]string{"backup": o.Backup, "database": o.Database})
+			}
+			return err
 		},
 	}
 	f := cmd.Flags()

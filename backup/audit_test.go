@@ -1,0 +1,95 @@
+package backup_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/hestami/hestami/backup"
+)
+
+func TestAuditChain(t *testing.T) {
+	repo, _ := newRepo(t)
+	ctx := t.Context()
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := repo.Audit(ctx, backup.AuditEntry{Action: "backup.push", Actor: "ops", Host: "db1", Target: fmt.Sprint(i), Outcome: "ok"}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	entries, problems, err := repo.AuditLog(ctx)
+	if err != nil || len(problems) != 0 || len(entries) != 10 {
+		t.Fatalf("after 10 concurrent appends: %d entries, problems %v, %v", len(entries), problems, err)
+	}
+	for i, e := range entries {
+		if e.Seq != uint64(i+1) || (i > 0 && e.Prev != entries[i-1].Hash) {
+			t.Fatalf("entry %d: %+v", i, e)
+		}
+	}
+
+	key := func(seq int) string { return fmt.Sprintf("audit/%020d.json.zst", seq) }
+	rewrite := func(t *testing.T, seq int, change func(*backup.AuditEntry)) {
+		t.Helper()
+		b, err := repo.ReadObject(ctx, key(seq))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e backup.AuditEntry
+		json.Unmarshal(b, &e)
+		change(&e)
+		b, _ = json.Marshal(e)
+		if _, err := repo.PutObject(ctx, key(seq), bytes.NewReader(b), false, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(t *testing.T, want string) {
+		t.Helper()
+		_, problems, err := repo.AuditLog(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all []string
+		for _, p := range problems {
+			all = append(all, fmt.Sprintf("%d: %s", p.Seq, p.Problem))
+		}
+		if !strings.Contains(strings.Join(all, "\n"), want) {
+			t.Fatalf("problems %v, want one saying %q", all, want)
+		}
+	}
+	t.Run("edited entry", func(t *testing.T) {
+		rewrite(t, 4, func(e *backup.AuditEntry) { e.Outcome = "failed" })
+		check(t, "4: content does not match its hash (edited)")
+	})
+	t.Run("edited entry with its hash recomputed", func(t *testing.T) {
+		rewrite(t, 6, func(e *backup.AuditEntry) {
+			e.Actor = "mallory"
+			c := *e
+			c.Hash = ""
+			b, _ := json.Marshal(c)
+			sum := sha256Hex(b)
+			e.Hash = sum
+		})
+		check(t, "7: does not chain to the entry before it")
+	})
+	t.Run("removed entry", func(t *testing.T) {
+		if err := repo.Storage.Delete(ctx, key(8)); err != nil {
+			t.Fatal(err)
+		}
+		check(t, "8: entries 8 to 8 are missing (removed)")
+	})
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
