@@ -41,7 +41,9 @@ func (e *AuditEntry) computeHash() string {
 	return hex.EncodeToString(sum[:])
 }
 
-func auditKey(seq uint64) string { return fmt.Sprintf("%s%020d.json%s", auditPrefix, seq, objectSuffix) }
+func auditKey(seq uint64) string {
+	return fmt.Sprintf("%s%020d.json%s", auditPrefix, seq, objectSuffix)
+}
 
 // Audit appends an entry to the repository's audit log. Concurrent writers are
 // safe: each entry is created only if its sequence number is free, and a writer that
