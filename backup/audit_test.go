@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hestami/hestami/backup"
 )
@@ -92,4 +93,28 @@ func TestAuditChain(t *testing.T) {
 func sha256Hex(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+func TestDrillRecords(t *testing.T) {
+	repo, _ := newRepo(t)
+	ctx := t.Context()
+	base := time.Date(2026, 12, 4, 3, 0, 0, 0, time.UTC)
+	for i, ok := range []bool{true, false, true} {
+		rec := backup.DrillRecord{Time: base.Add(time.Duration(2-i) * time.Hour), BackupID: fmt.Sprintf("physical-2026120%dT030000Z", i), Type: backup.Physical, OK: ok, RTOSeconds: 12.5}
+		if err := repo.RecordDrill(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := repo.Drills(ctx)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("Drills = %v, %v", got, err)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i].Time.Before(got[i-1].Time) {
+			t.Fatalf("drills out of order: %v", got)
+		}
+	}
+	if got[1].OK || got[1].BackupID != "physical-20261201T030000Z" {
+		t.Fatalf("middle drill = %+v", got[1])
+	}
 }
