@@ -63,7 +63,9 @@ func (r *Repository) Audit(ctx context.Context, e AuditEntry) (AuditEntry, error
 		}
 		e.Hash = e.computeHash()
 		b, _ := json.Marshal(e)
-		_, err = r.PutObject(ctx, auditKey(e.Seq), bytes.NewReader(b), true, 1)
+		// Plaintext (but signed): every writer reads the last entry to chain to it,
+		// and hosts that only push have no identity to decrypt with.
+		_, err = r.PutPlainObject(ctx, auditKey(e.Seq), bytes.NewReader(b), true)
 		if err == nil {
 			r.logger().Info("audit", "action", e.Action, "actor", e.Actor, "host", e.Host, "target", e.Target, "outcome", e.Outcome, "seq", e.Seq)
 			return e, nil

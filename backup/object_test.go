@@ -73,14 +73,16 @@ func TestObjectCorruptionDetected(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := map[string]func([]byte) []byte{
-		"flip first byte":   func(b []byte) []byte { b[0] ^= 1; return b },
-		"flip middle byte":  func(b []byte) []byte { b[len(b)/2] ^= 0x40; return b },
-		"flip trailer sum":  func(b []byte) []byte { b[len(b)-3] ^= 1; return b },
-		"flip trailer size": func(b []byte) []byte { b[len(b)-40] ^= 1; return b },
-		"truncate trailer":  func(b []byte) []byte { return b[:len(b)-10] },
-		"truncate half":     func(b []byte) []byte { return b[:len(b)/2] },
-		"append garbage":    func(b []byte) []byte { return append(b, 1, 2, 3) },
-		"empty":             func(b []byte) []byte { return nil },
+		"flip first byte":  func(b []byte) []byte { b[0] ^= 1; return b },
+		"flip middle byte": func(b []byte) []byte { b[len(b)/2] ^= 0x40; return b },
+		// The 152-byte trailer: size at 16, SHA-256 at 24, signer at 56, signature at 88.
+		"flip trailer sum":        func(b []byte) []byte { b[len(b)-152+30] ^= 1; return b },
+		"flip trailer size":       func(b []byte) []byte { b[len(b)-152+16] ^= 1; return b },
+		"flip unsigned signature": func(b []byte) []byte { b[len(b)-3] ^= 1; return b },
+		"truncate trailer":        func(b []byte) []byte { return b[:len(b)-10] },
+		"truncate half":           func(b []byte) []byte { return b[:len(b)/2] },
+		"append garbage":          func(b []byte) []byte { return append(b, 1, 2, 3) },
+		"empty":                   func(b []byte) []byte { return nil },
 	}
 	for name, damage := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -60,6 +61,14 @@ func (p *Pruner) Plan(ctx context.Context, at time.Time) (*PrunePlan, error) {
 			if e.Manifest != nil {
 				c.Time, c.StopLSN = e.Manifest.StartTime, e.Manifest.StopLSN
 				v, err := p.Repo.Verification(ctx, e.ID)
+				var se *SignatureError
+				var ke *KeyError
+				if errors.As(err, &se) || errors.As(err, &ke) {
+					// A record this host cannot trust or read counts as no
+					// verification: prune keeps more, never less.
+					p.logger().Warn("verification record not trusted; treating the backup as unverified", "backup", e.ID, "err", err)
+					v, err = nil, nil
+				}
 				if err != nil {
 					return nil, err
 				}
@@ -105,6 +114,13 @@ func IDType(id string) Type {
 	return Type(t)
 }
 
+func (p *Pruner) logger() *slog.Logger {
+	if p.Logger != nil {
+		return p.Logger
+	}
+	return p.Repo.logger()
+}
+
 func (p *Pruner) walRepo() *Repository {
 	if p.WALRepo != nil {
 		return p.WALRepo
@@ -115,10 +131,7 @@ func (p *Pruner) walRepo() *Repository {
 // Execute deletes what plan says, backups first (each manifest first), then WAL,
 // logging every deletion.
 func (p *Pruner) Execute(ctx context.Context, plan *PrunePlan) error {
-	log := p.Logger
-	if log == nil {
-		log = p.Repo.logger()
-	}
+	log := p.logger()
 	for _, t := range []Type{Physical, Logical} {
 		for _, d := range plan.Backups[t] {
 			if d.Keep {

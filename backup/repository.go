@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
 // FormatVersion is the repository layout version this build reads and writes.
-const FormatVersion = 1
+// Version 2: signed trailers, encrypted objects, the marker's encryption flag.
+const FormatVersion = 2
 
 // The repository layout. Everything a restore needs is in storage: the marker, the
 // backups (each a folder whose manifest is written last) and WAL keyed by timeline.
@@ -31,6 +33,9 @@ type Marker struct {
 	SystemIdentifier uint64    `json:"system_identifier,string"`
 	WALSegmentSize   uint64    `json:"wal_segment_size"`
 	Created          time.Time `json:"created"`
+	// Encrypted says every object in the repository is encrypted (and none may be
+	// stored unencrypted); the marker itself stays plaintext.
+	Encrypted bool `json:"encrypted"`
 }
 
 // ErrNoRepository is returned when the storage holds no repository marker yet.
@@ -54,8 +59,24 @@ func (e *ClusterMismatchError) Error() string {
 type Repository struct {
 	Storage Storage
 	Codec   Codec
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// Encrypter, when set, encrypts every object stored; the repository must be an
+	// encrypted one (see Marker.Encrypted).
+	Encrypter Encrypter
+	// Decrypter opens encrypted objects; without one they give a *KeyError.
+	Decrypter Decrypter
+	// Signer, when set, signs every object stored.
+	Signer Signer
+	// Verifier, when set, checks every object's signature: unsigned objects and
+	// objects not signed by a trusted key give a *SignatureError.
+	Verifier Verifier
+	// AllowUnsigned makes a Verifier accept unsigned objects, each logged as a
+	// warning. Wrongly signed objects are still refused.
+	AllowUnsigned bool
+	Logger        *slog.Logger
+	Now           func() time.Time
+
+	mu        sync.Mutex
+	encrypted *bool // what the marker says, once read
 }
 
 func (r *Repository) now() time.Time {
@@ -90,20 +111,51 @@ func (r *Repository) Marker(ctx context.Context) (Marker, error) {
 	if m.Format != FormatVersion {
 		return Marker{}, fmt.Errorf("repository %s has format %d; this hestami reads format %d: use a matching hestami version", r.Storage, m.Format, FormatVersion)
 	}
+	r.mu.Lock()
+	r.encrypted = &m.Encrypted
+	r.mu.Unlock()
 	return m, nil
 }
 
+// checkEncryption returns an *EncryptionMismatchError when the repository's marker
+// says otherwise about encryption than the Encrypter; without a marker (a repository
+// not yet created) there is nothing to check.
+func (r *Repository) checkEncryption(ctx context.Context) error {
+	r.mu.Lock()
+	known := r.encrypted
+	r.mu.Unlock()
+	if known == nil {
+		if _, err := r.Marker(ctx); errors.Is(err, ErrNoRepository) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		r.mu.Lock()
+		known = r.encrypted
+		r.mu.Unlock()
+	}
+	if *known != (r.Encrypter != nil) {
+		return &EncryptionMismatchError{Storage: r.Storage.String(), Encrypted: *known}
+	}
+	return nil
+}
+
 // Ensure returns the repository's marker, creating the repository for the cluster
-// sysid if the storage has none yet. It returns a *ClusterMismatchError if the
-// repository belongs to another cluster.
+// sysid if the storage has none yet (encrypted when the repository has an
+// Encrypter). It returns a *ClusterMismatchError if the repository belongs to
+// another cluster, an *EncryptionMismatchError if it is encrypted and the
+// repository has no Encrypter, or the other way round.
 func (r *Repository) Ensure(ctx context.Context, sysid uint64, segSize uint64) (Marker, error) {
 	m, err := r.Marker(ctx)
 	if errors.Is(err, ErrNoRepository) {
-		m = Marker{Format: FormatVersion, SystemIdentifier: sysid, WALSegmentSize: segSize, Created: r.now().UTC()}
+		m = Marker{Format: FormatVersion, SystemIdentifier: sysid, WALSegmentSize: segSize, Created: r.now().UTC(), Encrypted: r.Encrypter != nil}
 		b, _ := json.MarshalIndent(m, "", "  ")
 		err = r.Storage.Put(ctx, markerKey, bytes.NewReader(append(b, '\n')), true)
 		if err == nil {
-			r.logger().Info("created repository", "storage", r.Storage.String(), "system_identifier", sysid)
+			r.mu.Lock()
+			r.encrypted = &m.Encrypted
+			r.mu.Unlock()
+			r.logger().Info("created repository", "storage", r.Storage.String(), "system_identifier", sysid, "encrypted", m.Encrypted)
 			return m, nil
 		}
 		if !errors.Is(err, ErrExist) {
@@ -116,6 +168,9 @@ func (r *Repository) Ensure(ctx context.Context, sysid uint64, segSize uint64) (
 	}
 	if m.SystemIdentifier != sysid {
 		return m, &ClusterMismatchError{Storage: r.Storage.String(), Repository: m.SystemIdentifier, Offered: sysid}
+	}
+	if m.Encrypted != (r.Encrypter != nil) {
+		return m, &EncryptionMismatchError{Storage: r.Storage.String(), Encrypted: m.Encrypted}
 	}
 	return m, nil
 }

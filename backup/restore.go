@@ -380,17 +380,14 @@ func TablespaceDirs(m *Manifest, remap map[uint32]string) (map[uint32]string, er
 	return dirs, nil
 }
 
-// ErrWALMissing is returned by CheckBackupWAL.
-var ErrWALMissing = errors.New("WAL missing")
-
-// CheckBackupWAL returns an error wrapping ErrWALMissing when the WAL repository
-// lacks a segment between m's start and stop: without it the backup cannot reach a
-// consistent state.
-func CheckBackupWAL(ctx context.Context, walRepo *Repository, m *Manifest) error {
+// BackupSegments returns the WAL segments physical backup m needs to reach a
+// consistent state: its start to its stop segment on its timeline (only the stop
+// segment when the backup started on the parent timeline).
+func BackupSegments(m *Manifest) ([]WALFile, error) {
 	start, err1 := ParseWALName(m.StartWAL)
 	stop, err2 := ParseWALName(m.StopWAL)
 	if err := errors.Join(err1, err2); err != nil {
-		return fmt.Errorf("backup %s: %w", m.ID, err)
+		return nil, fmt.Errorf("backup %s: %w", m.ID, err)
 	}
 	segSize := m.WALSegmentSize
 	if segSize == 0 {
@@ -400,11 +397,29 @@ func CheckBackupWAL(ctx context.Context, walRepo *Repository, m *Manifest) error
 	if start.Timeline != stop.Timeline {
 		first = stop.SegNo(segSize)
 	}
+	var out []WALFile
 	for n := first; n <= stop.SegNo(segSize); n++ {
 		f, err := ParseWALName(SegmentName(stop.Timeline, n, segSize))
 		if err != nil {
-			return err
+			return nil, err
 		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// ErrWALMissing is returned by CheckBackupWAL.
+var ErrWALMissing = errors.New("WAL missing")
+
+// CheckBackupWAL returns an error wrapping ErrWALMissing when the WAL repository
+// lacks a segment between m's start and stop: without it the backup cannot reach a
+// consistent state.
+func CheckBackupWAL(ctx context.Context, walRepo *Repository, m *Manifest) error {
+	segs, err := BackupSegments(m)
+	if err != nil {
+		return err
+	}
+	for _, f := range segs {
 		if _, err := walRepo.Storage.Stat(ctx, WALKey(f)); errors.Is(err, ErrNotFound) {
 			return fmt.Errorf("%w: backup %s needs WAL segment %s, which %s lacks, so it cannot be restored to a consistent state: "+
 				"check hestami wal status, or restore another backup (hestami backup list)", ErrWALMissing, m.ID, f.Name, walRepo.Storage)
@@ -510,6 +525,15 @@ func (r *Restorer) Unpack(ctx context.Context, m *Manifest, dataDir string, dirs
 	}
 	if !hasBase(jobs) {
 		return incomplete(fmt.Errorf("the backup has no %s", BaseArchive))
+	}
+	// A wrong or missing key shows in each object's first bytes: fail before
+	// writing anything.
+	keys := make([]string, 0, len(jobs))
+	for _, j := range jobs {
+		keys = append(keys, BackupKey(m.ID, j.file.Name))
+	}
+	if err := r.Repo.CheckDecryptable(ctx, keys...); err != nil {
+		return fmt.Errorf("restore backup %s: %w; nothing was written", m.ID, err)
 	}
 	prog := r.progress()
 	prog.Start("restore", total)
@@ -1004,12 +1028,16 @@ func QuoteConfValue(s string) string {
 }
 
 // RestoreCommand returns the restore_command that runs hestami's wal fetch: exe is
-// the absolute path of the hestami binary, configPath (may be empty) its config.
-func RestoreCommand(exe, configPath string) string {
+// the absolute path of the hestami binary, configPath (may be empty) its config,
+// flags further global flags (--allow-unsigned).
+func RestoreCommand(exe, configPath string, flags ...string) string {
 	arg := func(s string) string { return strings.ReplaceAll(shellQuote(s), "%", "%%") }
 	cmd := arg(exe)
 	if configPath != "" {
 		cmd += " --config " + arg(configPath)
+	}
+	for _, f := range flags {
+		cmd += " " + arg(f)
 	}
 	return cmd + " wal fetch %f %p"
 }

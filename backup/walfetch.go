@@ -75,13 +75,17 @@ func (f *WALFetcher) logger() *slog.Logger {
 	return f.Repo.logger()
 }
 
-// download writes the verified content of wf to dest through a temporary file.
+// download writes the verified content of wf to dest through a temporary file,
+// creating dest's directory if needed once the object has opened.
 func (f *WALFetcher) download(ctx context.Context, wf WALFile, dest string) (err error) {
 	rc, err := f.Repo.OpenObject(ctx, WALKey(wf))
 	if err != nil {
-		return err
+		return err // a missing key, say: nothing is written
 	}
 	defer rc.Close()
+	if err := os.MkdirAll(filepath.Dir(dest), 0o700); err != nil { // the prefetch spool
+		return err
+	}
 	tmp := filepath.Join(filepath.Dir(dest), ".hestami-tmp-"+filepath.Base(dest)+"-"+wf.Name)
 	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -115,9 +119,6 @@ func (f *WALFetcher) prefetch(ctx context.Context, wf WALFile, spool string, log
 			}
 		}
 	}
-	if err := os.MkdirAll(spool, 0o700); err != nil {
-		return
-	}
 	// Segment numbering: the name's low part wraps at 0x100000000/segSize; without
 	// the size, step within XLogId and let a not-found end the look-ahead.
 	segSize := uint64(0)
@@ -139,7 +140,12 @@ func (f *WALFetcher) prefetch(ctx context.Context, wf WALFile, spool string, log
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := f.download(ctx, nf, dst); err != nil && !errors.Is(err, ErrNotFound) {
+			err := f.download(ctx, nf, dst)
+			switch {
+			case err == nil, errors.Is(err, ErrNotFound):
+			case errors.Is(err, ErrWrongKey): // the fetch asked for says so
+				log.Debug("prefetch failed", "ahead", name, "err", err)
+			default:
 				log.Warn("prefetch failed; it will be fetched when needed", "ahead", name, "err", err)
 			}
 		}()

@@ -21,17 +21,23 @@ import (
 // ConflictError is returned when a WAL file is pushed under a name the archive already
 // holds with other content. The stored file is never overwritten.
 type ConflictError struct {
-	Name          string
-	Storage       string
+	Name    string
+	Storage string
+	// StoredSHA256 is empty when the stored copy is encrypted and was compared
+	// without decrypting it (see Repository.SameContent).
 	StoredSHA256  string
 	OfferedSHA256 string
 }
 
 func (e *ConflictError) Error() string {
-	return fmt.Sprintf("WAL file %s is already archived in %s with different content (stored sha256 %s, this one %s); "+
+	stored := "encrypted; compared by signature tag"
+	if len(e.StoredSHA256) >= 12 {
+		stored = "sha256 " + e.StoredSHA256[:12]
+	}
+	return fmt.Sprintf("WAL file %s is already archived in %s with different content (stored %s, this one sha256 %.12s); "+
 		"the archived copy was kept. Two clusters (or a restored copy that was not promoted to a new timeline) "+
 		"are archiving into one repository: stop archiving from the wrong one and check which server owns %s",
-		e.Name, e.Storage, e.StoredSHA256[:12], e.OfferedSHA256[:12], e.Storage)
+		e.Name, e.Storage, stored, e.OfferedSHA256, e.Storage)
 }
 
 // statusDir is where wal push records segments it archived ahead of PostgreSQL's
@@ -136,11 +142,11 @@ func (p *WALPusher) pushFile(ctx context.Context, path string, wf WALFile, sysid
 	if err != nil {
 		return Sum{}, err
 	}
-	stored, err := p.Repo.ObjectSum(ctx, key)
+	same, stored, err := p.Repo.SameContent(ctx, key, local)
 	if err != nil {
 		return Sum{}, fmt.Errorf("compare with the archived copy: %w", err)
 	}
-	if stored.SHA256 != local.SHA256 || stored.Size != local.Size {
+	if !same {
 		return Sum{}, &ConflictError{Name: wf.Name, Storage: p.Repo.Storage.String(), StoredSHA256: stored.SHA256, OfferedSHA256: local.SHA256}
 	}
 	p.logger().Info("already archived with identical content", "wal", wf.Name)

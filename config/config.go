@@ -26,6 +26,37 @@ type Config struct {
 	Backup    Backup    `yaml:"backup"`
 	Retention Retention `yaml:"retention"`
 	Log       Log       `yaml:"log"`
+	// Encryption and Signing protect the repository's objects.
+	Encryption Encryption `yaml:"encryption"`
+	Signing    Signing    `yaml:"signing"`
+	// Daemon and Notifications configure hestami backup daemon (daemon.go).
+	Daemon        Daemon        `yaml:"daemon"`
+	Notifications Notifications `yaml:"notifications"`
+}
+
+// Encryption encrypts every object with age. Pushing needs only the recipients;
+// fetching, restoring and verifying need the identity.
+type Encryption struct {
+	// Recipients are age X25519 public keys (age1...): every new object is
+	// encrypted to all of them (a current key, a break-glass key kept offline...).
+	Recipients []string `yaml:"recipients"`
+	// IdentityFile holds age identities (AGE-SECRET-KEY-1...), read only when an
+	// object is decrypted.
+	IdentityFile string `yaml:"identity_file"`
+}
+
+// Signing signs manifests, WAL and every other object with ed25519, with a key
+// separate from the encryption keys.
+type Signing struct {
+	// KeyFile holds the private signing key (hestami-sign-key:...), read only when
+	// an object is stored.
+	KeyFile string `yaml:"key_file"`
+	// PublicKeys are the trusted signers (hestami-sign-pub:...): with any, objects
+	// that are unsigned or signed by another key are refused.
+	PublicKeys []string `yaml:"public_keys"`
+	// AllowUnsigned accepts unsigned objects despite PublicKeys, each logged as a
+	// warning.
+	AllowUnsigned bool `yaml:"allow_unsigned"`
 }
 
 // Storage says where the repository lives.
@@ -34,6 +65,14 @@ type Storage struct {
 	URL string `yaml:"url"`
 	// WALURL, when set, keeps archived WAL in a repository of its own.
 	WALURL string `yaml:"wal_url"`
+	// AllowInsecureHTTP lets an object-store URL use a plain-HTTP endpoint: for
+	// local emulators only (docs/configuration.md, "Storage URLs").
+	AllowInsecureHTTP bool `yaml:"allow_insecure_http"`
+	// PartSize is the size of each part an upload to an object store sends (and
+	// buffers); the largest S3 object is 10,000 parts.
+	PartSize ByteSize `yaml:"part_size"`
+	// UploadConcurrency is how many parts of one object are uploaded at once.
+	UploadConcurrency int `yaml:"upload_concurrency"`
 }
 
 // Postgres is how to reach the cluster being backed up. Empty fields fall back to
@@ -95,11 +134,14 @@ type Log struct {
 // Default returns the configuration before any file or environment.
 func Default() Config {
 	return Config{
-		WAL:    WAL{PushParallel: 4, Prefetch: 8},
-		Backup: Backup{CompressionLevel: 1, Parallel: runtime.NumCPU()},
+		Storage: Storage{PartSize: 16 << 20, UploadConcurrency: 4},
+		WAL:     WAL{PushParallel: 4, Prefetch: 8},
+		Backup:  Backup{CompressionLevel: 1, Parallel: runtime.NumCPU()},
 		Retention: Retention{Tiers: Tiers{Daily: 7, Weekly: 4, Monthly: 6}, TimeZone: "UTC",
 			PITRWindow: "daily", IncompleteGrace: 24 * time.Hour},
-		Log: Log{Level: "info", Format: "text"},
+		Log:           Log{Level: "info", Format: "text"},
+		Daemon:        DefaultDaemon(),
+		Notifications: DefaultNotifications(),
 	}
 }
 
@@ -136,6 +178,21 @@ func Load(path string, getenv func(string) (string, bool)) (Config, error) {
 			*dst = v
 		}
 	}
+	list := func(name string, dst *[]string) {
+		if v, ok := env(name); ok && v != "" {
+			*dst = SplitList(v)
+		}
+	}
+	boolean := func(name string, dst *bool) {
+		if v, ok := env(name); ok && v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: want true or false", name, v))
+				return
+			}
+			*dst = b
+		}
+	}
 	num := func(name string, dst *int) {
 		if v, ok := env(name); ok && v != "" {
 			n, err := strconv.Atoi(v)
@@ -148,6 +205,13 @@ func Load(path string, getenv func(string) (string, bool)) (Config, error) {
 	}
 	str("HESTAMI_STORAGE_URL", &c.Storage.URL)
 	str("HESTAMI_WAL_STORAGE_URL", &c.Storage.WALURL)
+	boolean("HESTAMI_STORAGE_ALLOW_HTTP", &c.Storage.AllowInsecureHTTP)
+	if v, ok := env("HESTAMI_STORAGE_PART_SIZE"); ok && v != "" {
+		if err := c.Storage.PartSize.Set(v); err != nil {
+			errs = append(errs, fmt.Errorf("HESTAMI_STORAGE_PART_SIZE=%q: %w", v, err))
+		}
+	}
+	num("HESTAMI_STORAGE_UPLOAD_CONCURRENCY", &c.Storage.UploadConcurrency)
 	str("PGHOST", &c.Postgres.Host)
 	num("PGPORT", &c.Postgres.Port)
 	str("PGUSER", &c.Postgres.User)
@@ -160,6 +224,11 @@ func Load(path string, getenv func(string) (string, bool)) (Config, error) {
 	num("HESTAMI_PARALLEL", &c.Backup.Parallel)
 	str("HESTAMI_LOG_LEVEL", &c.Log.Level)
 	str("HESTAMI_LOG_FORMAT", &c.Log.Format)
+	list("HESTAMI_ENCRYPTION_RECIPIENTS", &c.Encryption.Recipients)
+	str("HESTAMI_ENCRYPTION_IDENTITY_FILE", &c.Encryption.IdentityFile)
+	str("HESTAMI_SIGNING_KEY_FILE", &c.Signing.KeyFile)
+	list("HESTAMI_SIGNING_PUBLIC_KEYS", &c.Signing.PublicKeys)
+	boolean("HESTAMI_SIGNING_ALLOW_UNSIGNED", &c.Signing.AllowUnsigned)
 	if err := errors.Join(errs...); err != nil {
 		return c, err
 	}
@@ -179,6 +248,12 @@ func (c Config) Validate() error {
 		if _, err := url.Parse(u); err != nil {
 			bad(field, "invalid URL %q", u)
 		}
+	}
+	if c.Storage.PartSize < 5<<20 || c.Storage.PartSize > 5<<30 {
+		bad("storage.part_size", "%s: want 5MiB to 5GiB", c.Storage.PartSize)
+	}
+	if c.Storage.UploadConcurrency < 1 || c.Storage.UploadConcurrency > 64 {
+		bad("storage.upload_concurrency", "%d: want 1 to 64", c.Storage.UploadConcurrency)
 	}
 	if c.Postgres.Port < 0 || c.Postgres.Port > 65535 {
 		bad("postgres.port", "%d is not a port", c.Postgres.Port)
@@ -208,6 +283,16 @@ func (c Config) Validate() error {
 	default:
 		bad("retention.pitr_window", "%q: want daily, weekly or monthly", c.Retention.PITRWindow)
 	}
+	for i, r := range c.Encryption.Recipients {
+		if !strings.HasPrefix(r, "age1") {
+			bad(fmt.Sprintf("encryption.recipients[%d]", i), "%.12q...: want an age public key, age1... (see hestami keys generate)", r)
+		}
+	}
+	for i, k := range c.Signing.PublicKeys {
+		if !strings.HasPrefix(k, "hestami-sign-pub:") {
+			bad(fmt.Sprintf("signing.public_keys[%d]", i), "%.20q...: want a signing public key, hestami-sign-pub:... (see hestami keys generate --signing)", k)
+		}
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -218,7 +303,26 @@ func (c Config) Validate() error {
 	default:
 		bad("log.format", "%q: want text or json", c.Log.Format)
 	}
+	c.Daemon.validate(bad)
+	c.Notifications.validate(bad)
 	return errors.Join(errs...)
+}
+
+// SplitList splits a list of keys given in one string: separated by commas or
+// newlines, blank entries and # comment lines skipped.
+func SplitList(s string) []string {
+	var out []string
+	for _, line := range strings.Split(s, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "#") {
+			continue
+		}
+		for _, f := range strings.Split(line, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
 }
 
 // RequireStorage returns an error unless a repository location is configured.

@@ -2,9 +2,11 @@ package pgtest
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 
@@ -50,8 +52,14 @@ func Binary(t testing.TB) string {
 // real hestami binary.
 type Archiving struct {
 	Cluster *postgres.Cluster
-	// Repo is the repository directory (storage URL file://Repo).
+	// Repo is the repository directory (storage URL file://Repo); empty for a
+	// repository elsewhere (NewArchivingTo).
 	Repo string
+	// URL is the repository's storage URL.
+	URL string
+	// StorageEnv is what hestami processes need in their environment to reach the
+	// repository (credentials, emulator endpoints); the server has it too.
+	StorageEnv []string
 	// Config is a hestami config file naming the repository and the cluster.
 	Config string
 	// Bin is the hestami binary.
@@ -60,7 +68,7 @@ type Archiving struct {
 
 // Env returns the environment a hestami command needs to work on this cluster.
 func (a *Archiving) Env() []string {
-	return []string{"HESTAMI_CONFIG=" + a.Config}
+	return append([]string{"HESTAMI_CONFIG=" + a.Config}, a.StorageEnv...)
 }
 
 // NewArchiving starts a cluster with archive_mode=on and
@@ -68,11 +76,19 @@ func (a *Archiving) Env() []string {
 // repository directory.
 func NewArchiving(t testing.TB, settings map[string]string) *Archiving {
 	t.Helper()
+	return NewArchivingConfig(t, settings, "")
+}
+
+// NewArchivingConfig is NewArchiving with extraYAML appended to the hestami config
+// file: top-level sections the default file lacks (encryption:, signing:...).
+func NewArchivingConfig(t testing.TB, settings map[string]string, extraYAML string) *Archiving {
+	t.Helper()
 	a := &Archiving{Bin: Binary(t), Repo: filepath.Join(Dir(t), "repo")}
+	a.URL = "file://" + a.Repo
 	dir := Dir(t)
 	a.Config = filepath.Join(dir, "hestami.yaml")
 	c := Prepare(t)
-	writeConfig(t, a.Config, a.Repo, c.Port)
+	writeConfig(t, a.Config, a.Repo, c.Port, extraYAML)
 	all := map[string]string{
 		"archive_mode":    "on",
 		"archive_command": fmt.Sprintf("'%s' --config '%s' wal push %%p", a.Bin, a.Config),
@@ -86,7 +102,7 @@ func NewArchiving(t testing.TB, settings map[string]string) *Archiving {
 }
 
 // WriteConfig writes a hestami config file for repository dir and a cluster on port.
-func writeConfig(t testing.TB, path, repo string, port int) {
+func writeConfig(t testing.TB, path, repo string, port int, extraYAML string) {
 	t.Helper()
 	cfg := fmt.Sprintf(`storage:
   url: file://%s
@@ -97,7 +113,7 @@ postgres:
   database: postgres
 log:
   level: info
-`, repo, port)
+`, repo, port) + extraYAML
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatalf("pgtest: write config: %v", err)
 	}
@@ -111,4 +127,38 @@ log:
 	if err := postgres.Chown(repo, u); err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
+}
+
+// NewArchivingTo is NewArchiving with the repository at storageURL (an object store,
+// for instance a blobtest emulator) instead of a directory: the hestami config file
+// names it, with storage.allow_insecure_http (test emulators speak plain HTTP), and
+// env is added to the server's environment, so that archive_command reaches it.
+func NewArchivingTo(t testing.TB, storageURL string, env []string, settings map[string]string) *Archiving {
+	t.Helper()
+	a := &Archiving{Bin: Binary(t), URL: storageURL, StorageEnv: env}
+	a.Config = filepath.Join(Dir(t), "hestami.yaml")
+	c := Prepare(t)
+	c.Env = append(c.Env, env...)
+	cfg := fmt.Sprintf(`storage:
+  url: %s
+  allow_insecure_http: true
+postgres:
+  host: 127.0.0.1
+  port: %d
+  user: postgres
+  database: postgres
+log:
+  level: info
+`, strconv.Quote(storageURL), c.Port)
+	if err := os.WriteFile(a.Config, []byte(cfg), 0o644); err != nil {
+		t.Fatalf("pgtest: write config: %v", err)
+	}
+	all := map[string]string{
+		"archive_mode":    "on",
+		"archive_command": fmt.Sprintf("'%s' --config '%s' wal push %%p", a.Bin, a.Config),
+	}
+	maps.Copy(all, settings)
+	startPrepared(t, c, all)
+	a.Cluster = c
+	return a
 }

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Installs what hestami needs to build, test and (with --bench) benchmark, from the
 # Debian/Ubuntu package archive: a PostgreSQL server (13 or newer) and the unprivileged
-# "postgres" OS user that clusters run as when the tests run as root.
+# "postgres" OS user that clusters run as when the tests run as root; Node.js and npm,
+# and with them the Azure Blob Storage emulator Azurite, which the tests run, from npm
+# into ${XDG_CACHE_HOME:-~/.cache}/hestami/azurite (or $HESTAMI_AZURITE_DIR); Chromium, which
+# the status page's browser test drives.
 # Idempotent, and a no-op that returns at once when everything is already present.
 #
 # Usage: scripts/install-deps.sh [--bench]
 #   --bench   also install pgbackrest and zstd, which bench/run.sh compares against
 #
 # Environment: HESTAMI_PG_BINDIR (a server install to use instead of the packages),
-# HESTAMI_PG_USER (the cluster user, default postgres).
+# HESTAMI_PG_USER (the cluster user, default postgres), HESTAMI_AZURITE_DIR (where
+# Azurite goes).
 #
 # It never starts or stops system services: the cluster the Debian package creates
 # (postgresql@<major>-main) is not used by hestami, whose tests run their own clusters.
@@ -85,6 +89,10 @@ as_root() {
 
 packages=()
 pg_server_found || packages+=(postgresql postgresql-contrib)
+command -v node >/dev/null || packages+=(nodejs)
+command -v npm >/dev/null || packages+=(npm)
+# Debian's Chromium, for the status page's browser test (cmd/hestami, chromedp).
+command -v chromium >/dev/null || packages+=(chromium)
 if ((bench)); then
 	command -v pgbackrest >/dev/null || packages+=(pgbackrest)
 	command -v zstd >/dev/null || packages+=(zstd)
@@ -110,5 +118,18 @@ if ((EUID == 0)); then
 	if ! getent passwd "$pg_user" >/dev/null; then
 		echo "install-deps: creating system user $pg_user" >&2
 		useradd --system --home /var/lib/postgresql --shell /bin/bash "$pg_user"
+	fi
+fi
+
+# Azurite, the Azure Blob Storage emulator the tests run (blobtest.AzuriteVersion),
+# into the user's cache: no root needed, nothing global.
+readonly AZURITE_VERSION=3.37.0
+azurite_dir=${HESTAMI_AZURITE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hestami/azurite}
+if ! grep -qs "\"version\": \"$AZURITE_VERSION\"" "$azurite_dir/node_modules/azurite/package.json"; then
+	echo "install-deps: installing azurite@$AZURITE_VERSION into $azurite_dir" >&2
+	mkdir -p "$azurite_dir"
+	if ! npm install --prefix "$azurite_dir" --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VERSION" >&2; then
+		echo "install-deps: npm could not install azurite@$AZURITE_VERSION into $azurite_dir; the Azure storage tests need it: check npm's access to its registry (npm config get registry)" >&2
+		exit 1
 	fi
 fi

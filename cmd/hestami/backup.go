@@ -29,6 +29,9 @@ func (p *Program) backupCommand() *cobra.Command {
 		Short: "Take, list, inspect and delete backups",
 	}
 	cmd.AddCommand(p.backupPushCommand(), p.backupListCommand(), p.backupShowCommand(), p.backupDeleteCommand(), p.backupPruneCommand())
+	cmd.AddCommand(p.backupVerifyCommand())
+	cmd.AddCommand(p.backupDaemonCommand()) // daemon.go
+	cmd.AddCommand(p.backupForecastCommand())
 	return cmd
 }
 
@@ -263,6 +266,9 @@ func resolveBackup(cmd *cobra.Command, repo *backup.Repository, id string, t bac
 	}
 	entries, err := repo.Backups(cmd.Context())
 	if err != nil {
+		return nil, err
+	}
+	if err := keyProblem(entries, t); err != nil { // keys.go: never pass over it silently
 		return nil, err
 	}
 	ms := backup.Complete(entries, t)

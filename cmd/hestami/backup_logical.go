@@ -21,47 +21,7 @@ func (p *Program) pushLogical(cmd *cobra.Command, o pushOptions) error {
 	if err != nil {
 		return err
 	}
-	conn, err := postgres.Connect(ctx, p.cfg.Postgres.ConnString(""))
-	if err != nil {
-		return err
-	}
-	info, err := postgres.Info(ctx, conn)
-	if err != nil {
-		conn.Close(ctx)
-		return err
-	}
-	dbs, err := postgres.Databases(ctx, conn)
-	conn.Close(ctx)
-	if err != nil {
-		return err
-	}
-	tools, err := postgres.FindTools(ctx, p.cfg.Postgres.BinDir, info.VersionNum/10000)
-	if err != nil {
-		return err
-	}
-	tools.Env = p.cfg.Postgres.Env()
-	tools.Database = p.cfg.Postgres.Database
-	tools.Logger = p.logger
-
-	b := &backup.LogicalBackup{
-		Repo:           repo,
-		Dumper:         tools,
-		Progress:       p.progress(),
-		Logger:         p.logger,
-		Parallel:       backup.DefaultDumpParallel,
-		Concurrency:    p.cfg.Backup.Parallel,
-		HestamiVersion: version,
-	}
-	m, err := b.Run(ctx, backup.LogicalRequest{
-		Cluster: backup.ClusterInfo{
-			SystemIdentifier: info.SystemIdentifier,
-			WALSegmentSize:   info.WALSegmentSize,
-			PGVersion:        info.VersionNum,
-			Host:             p.cfg.Postgres.Host,
-		},
-		Databases: dbs,
-		Only:      o.Databases,
-	})
+	m, tools, err := p.logicalBackup(ctx, repo, o.Databases, p.progress()) // backup_jobs.go
 	p.audit(ctx, repo, "backup.push", backupID(m), err, map[string]string{"type": "logical"})
 	if err != nil {
 		return err

@@ -9,8 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hestami/hestami/backup"
-	"github.com/hestami/hestami/postgres"
 	"github.com/hestami/hestami/progress"
 )
 
@@ -21,22 +19,9 @@ func (p *Program) pushPhysical(cmd *cobra.Command, o pushOptions) error {
 	if err != nil {
 		return err
 	}
-	walRepo := repo
-	if p.cfg.Storage.WALURL != "" && p.cfg.Storage.WALURL != p.cfg.Storage.URL {
-		if walRepo, err = p.repository(true); err != nil {
-			return err
-		}
-	}
-	b := &backup.PhysicalBackup{
-		Repo:           repo,
-		WALRepo:        walRepo,
-		Source:         &postgres.Source{ConnString: p.cfg.Postgres.ConnString(""), Logger: p.logger},
-		Parallel:       p.cfg.Backup.Parallel,
-		WALTimeout:     o.WALTimeout,
-		Progress:       p.progress(),
-		Logger:         p.logger,
-		Host:           p.serverHost(),
-		HestamiVersion: version,
+	b, err := p.physicalBackup(repo, o.WALTimeout, p.progress()) // backup_jobs.go
+	if err != nil {
+		return err
 	}
 	began := time.Now()
 	m, err := b.Run(ctx)

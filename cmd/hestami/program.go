@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/hestami/hestami/backup"
 	"github.com/hestami/hestami/config"
-	"github.com/hestami/hestami/file"
 	"github.com/hestami/hestami/zstd"
 )
 
@@ -33,6 +31,9 @@ type Program struct {
 	configPath string
 	cfg        config.Config
 	logger     *slog.Logger
+	// allowUnsigned is --allow-unsigned (see keys.go).
+	allowUnsigned  bool
+	warnedUnsigned bool
 }
 
 // NewProgram returns a Program reading its environment through getenv.
@@ -80,6 +81,8 @@ Configuration: --config FILE (YAML), HESTAMI_* variables and the libpq variables
 		},
 	}
 	root.PersistentFlags().StringVar(&p.configPath, "config", "", "configuration file (YAML; ${VAR} is expanded from the environment)")
+	root.PersistentFlags().BoolVar(&p.allowUnsigned, "allow-unsigned", false, "accept unsigned objects although signing.public_keys are set (each logged as a warning)")
+	root.AddCommand(p.keysCommand())
 	root.AddCommand(p.walCommand(), p.backupCommand(), p.restoreCommand(), p.auditCommand(), p.devCommand())
 	return root
 }
@@ -107,26 +110,6 @@ func (p *Program) setup() error {
 	return nil
 }
 
-// openStorage opens the storage at rawURL.
-func openStorage(rawURL string) (backup.Storage, error) {
-	if strings.HasPrefix(rawURL, "/") || strings.HasPrefix(rawURL, ".") {
-		return file.New(rawURL)
-	}
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return nil, fmt.Errorf("storage URL %q: %w", rawURL, err)
-	}
-	switch u.Scheme {
-	case "file":
-		p := u.Path
-		if u.Host != "" && u.Host != "localhost" {
-			p = filepath.Join(u.Host, p) // file://relative/dir
-		}
-		return file.New(p)
-	}
-	return nil, fmt.Errorf("storage URL %q: scheme %q is not supported by this build: use file:///path", rawURL, u.Scheme)
-}
-
 // repository opens the backup repository; for WAL it honours HESTAMI_WAL_STORAGE_URL.
 func (p *Program) repository(forWAL bool) (*backup.Repository, error) {
 	if err := p.cfg.RequireStorage(); err != nil {
@@ -136,15 +119,19 @@ func (p *Program) repository(forWAL bool) (*backup.Repository, error) {
 	if forWAL && p.cfg.Storage.WALURL != "" {
 		u = p.cfg.Storage.WALURL
 	}
-	st, err := openStorage(u)
+	st, err := p.storage(u) // storage.go
 	if err != nil {
 		return nil, err
 	}
-	return &backup.Repository{
+	repo := &backup.Repository{
 		Storage: st,
 		Codec:   zstd.Codec{Level: p.cfg.Backup.CompressionLevel},
 		Logger:  p.logger,
-	}, nil
+	}
+	if err := p.secureRepository(repo); err != nil { // keys.go
+		return nil, err
+	}
+	return repo, nil
 }
 
 // printJSON writes v as indented JSON to stdout.

@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"github.com/hestami/hestami/backup"
@@ -130,6 +128,9 @@ func (p *Program) restorePhysical(cmd *cobra.Command, o restoreOptions) error {
 	if err := backup.CheckBackupWAL(ctx, walRepo, m); err != nil {
 		return err
 	}
+	if err := checkRestoreKeys(ctx, repo, walRepo, m, dir); err != nil { // keys.go
+		return err
+	}
 	dirs, err := backup.TablespaceDirs(m, remap)
 	if err != nil {
 		return usageError{err}
@@ -174,7 +175,7 @@ func (p *Program) restorePhysical(cmd *cobra.Command, o restoreOptions) error {
 		return err
 	}
 	cfgPath := p.effectiveConfigPath()
-	rc := backup.RecoveryConfig{RestoreCommand: backup.RestoreCommand(exe, cfgPath), Target: target, BackupID: m.ID, Time: time.Now()}
+	rc := backup.RecoveryConfig{RestoreCommand: backup.RestoreCommand(exe, cfgPath, p.globalFlags()...), Target: target, BackupID: m.ID, Time: time.Now()}
 	if err := backup.WriteRecoveryConfig(dir, rc, owner); err != nil {
 		return fmt.Errorf("restore backup %s: %w; %s is incomplete: remove it before restoring again", m.ID, err, dir)
 	}
@@ -202,6 +203,9 @@ func (p *Program) chooseRestoreBackup(ctx context.Context, repo *backup.Reposito
 	}
 	entries, err := repo.Backups(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := keyProblem(entries, backup.Physical); err != nil {
 		return nil, err
 	}
 	m, err := backup.ChooseBackup(backup.Complete(entries, backup.Physical), t)
@@ -316,6 +320,9 @@ func (p *Program) printRestored(m *backup.Manifest, dir string, dirs map[uint32]
 	fmt.Fprintf(w, "  restore_command = %s\n", backup.QuoteConfValue(rc.RestoreCommand))
 	if cfgPath != "" {
 		fmt.Fprintf(w, "  The server reaches the repository through %s: the PostgreSQL user must be able to read it.\n", cfgPath)
+		if f := p.cfg.Encryption.IdentityFile; f != "" {
+			fmt.Fprintf(w, "  restore_command decrypts WAL with the identity in %s: the PostgreSQL user must be able to read that too.\n", f)
+		}
 	} else {
 		fmt.Fprintln(w, "  No config file was given: the server's environment must carry HESTAMI_STORAGE_URL (and the other HESTAMI_*")
 		fmt.Fprintln(w, "  settings you use) for restore_command, or edit restore_command to add --config FILE.")
@@ -397,7 +404,7 @@ func (p *Program) verifyRestore(ctx context.Context, dir string, m *backup.Manif
 		}
 	} else {
 		connStr := p.drillConnString(port)
-		if err := waitRecovered(vctx, c, connStr, action); err != nil {
+		if err := postgres.WaitRecovered(vctx, c, connStr, action); err != nil {
 			return fmt.Errorf("verify: %w; last lines of the server log:\n%s", err, logTail())
 		}
 		conn, err := postgres.Connect(vctx, connStr)
@@ -470,65 +477,7 @@ func (p *Program) drillConnString(port int) string {
 	return s
 }
 
-// waitRecovered polls the server until recovery has reached its target: promoted
-// (no longer in recovery) or paused at the target. It fails when the server exits.
-func waitRecovered(ctx context.Context, c *postgres.Cluster, connStr, action string) error {
-	ticker := time.NewTicker(100 * time.Millisecond)
-	defer ticker.Stop()
-	var conn *pgx.Conn
-	defer func() {
-		if conn != nil {
-			conn.Close(context.WithoutCancel(ctx))
-		}
-	}()
-	query := "SELECT NOT pg_is_in_recovery()"
-	if action == backup.ActionPause {
-		query = "SELECT pg_is_in_recovery() AND pg_get_wal_replay_pause_state() = 'paused'"
-	}
-	var lastErr error
-	for {
-		select {
-		case <-c.Exited():
-			return fmt.Errorf("recovery failed: the server exited (%v) before reaching the target", c.ExitErr())
-		default:
-		}
-		if conn == nil {
-			conn, lastErr = postgres.Connect(ctx, connStr)
-		}
-		if conn != nil {
-			var done bool
-			if lastErr = conn.QueryRow(ctx, query).Scan(&done); lastErr == nil && done {
-				return nil
-			} else if lastErr != nil {
-				conn.Close(context.WithoutCancel(ctx))
-				conn = nil
-			}
-		}
-		select {
-		case <-c.Exited():
-		case <-ctx.Done():
-			if lastErr != nil {
-				return fmt.Errorf("recovery did not reach the target in time (last check: %v)", lastErr)
-			}
-			return errors.New("recovery did not reach the target in time")
-		case <-ticker.C:
-		}
-	}
-}
-
 // binariesFor returns PostgreSQL server programs of the given major version.
 func (p *Program) binariesFor(major int) (postgres.Binaries, error) {
-	if d := p.cfg.Postgres.BinDir; d != "" {
-		return postgres.Binaries{Dir: d, Major: major}, nil
-	}
-	if b, err := postgres.FindBinaries(major); err == nil && b.Major == major {
-		return b, nil
-	}
-	d := fmt.Sprintf("/usr/lib/postgresql/%d/bin", major)
-	if _, err := os.Stat(filepath.Join(d, "postgres")); err == nil {
-		return postgres.Binaries{Dir: d, Major: major}, nil
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return postgres.Binaries{}, err
-	}
-	return postgres.Binaries{}, fmt.Errorf("the backup is of PostgreSQL %d and no PostgreSQL %d server programs were found: install them (apt-get install postgresql-%d) or set HESTAMI_PG_BINDIR", major, major, major)
+	return postgres.BinariesFor(p.cfg.Postgres.BinDir, major)
 }
