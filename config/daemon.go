@@ -38,6 +38,10 @@ type Daemon struct {
 	// last SizeHistory backups of its type by more than this is an alert.
 	SizeAnomalyPercent float64 `yaml:"size_anomaly_percent"`
 	SizeHistory        int     `yaml:"size_history"`
+	// StorageWarnPercent and StorageCriticalPercent: a storage that can tell its free
+	// space (a directory) fuller than this is a warning, then a critical alert (0: off).
+	StorageWarnPercent     float64 `yaml:"storage_warn_percent"`
+	StorageCriticalPercent float64 `yaml:"storage_critical_percent"`
 	// DrillTimeout bounds a drill's wait for the restored server to finish recovery.
 	DrillTimeout time.Duration `yaml:"drill_timeout"`
 	// NotifySuccess sends an event for every successful scheduled backup.
@@ -61,20 +65,22 @@ const PruneAfterBackup = "after-backup"
 // 04:00 and a logical one on Sundays at 05:00.
 func DefaultDaemon() Daemon {
 	return Daemon{
-		TimeZone:           "UTC",
-		Schedules:          DaemonSchedule{Physical: "0 2 * * *", Logical: "30 2 * * *"},
-		Prune:              PruneAfterBackup,
-		Drills:             DaemonSchedule{Physical: "0 4 * * *", Logical: "0 5 * * 0"},
-		StateDir:           "/var/lib/hestami",
-		GracePeriod:        10 * time.Minute,
-		LeaseTTL:           10 * time.Minute,
-		Heartbeat:          time.Minute,
-		CheckInterval:      time.Minute,
-		ArchiveStall:       15 * time.Minute,
-		SizeAnomalyPercent: 50,
-		SizeHistory:        7,
-		DrillTimeout:       time.Hour,
-		NotifySuccess:      true,
+		TimeZone:               "UTC",
+		Schedules:              DaemonSchedule{Physical: "0 2 * * *", Logical: "30 2 * * *"},
+		Prune:                  PruneAfterBackup,
+		Drills:                 DaemonSchedule{Physical: "0 4 * * *", Logical: "0 5 * * 0"},
+		StateDir:               "/var/lib/hestami",
+		GracePeriod:            10 * time.Minute,
+		LeaseTTL:               10 * time.Minute,
+		Heartbeat:              time.Minute,
+		CheckInterval:          time.Minute,
+		ArchiveStall:           15 * time.Minute,
+		SizeAnomalyPercent:     50,
+		SizeHistory:            7,
+		StorageWarnPercent:     80,
+		StorageCriticalPercent: 90,
+		DrillTimeout:           time.Hour,
+		NotifySuccess:          true,
 	}
 }
 
@@ -132,6 +138,14 @@ func (d Daemon) validate(bad func(field, format string, args ...any)) {
 	}
 	if d.SizeAnomalyPercent <= 0 {
 		bad("daemon.size_anomaly_percent", "%g: want a positive percentage, e.g. 50", d.SizeAnomalyPercent)
+	}
+	for field, v := range map[string]float64{"daemon.storage_warn_percent": d.StorageWarnPercent, "daemon.storage_critical_percent": d.StorageCriticalPercent} {
+		if v < 0 || v > 100 {
+			bad(field, "%g: want a percentage from 0 (off) to 100", v)
+		}
+	}
+	if d.StorageWarnPercent > 0 && d.StorageCriticalPercent > 0 && d.StorageWarnPercent >= d.StorageCriticalPercent {
+		bad("daemon.storage_warn_percent", "%g: want less than daemon.storage_critical_percent (%g)", d.StorageWarnPercent, d.StorageCriticalPercent)
 	}
 	if d.SizeHistory < 3 {
 		bad("daemon.size_history", "%d: want at least 3 backups to compare with", d.SizeHistory)

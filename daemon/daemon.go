@@ -193,6 +193,11 @@ type Options struct {
 	CheckInterval time.Duration
 	// ArchiveStall is how long WAL may wait to be archived before it is an alert.
 	ArchiveStall time.Duration
+	// StorageWarnPercent and StorageCriticalPercent are how full (used / (used +
+	// free)) a storage that can tell its free space may be before it is a warning,
+	// then a critical alert (0: not checked).
+	StorageWarnPercent     float64
+	StorageCriticalPercent float64
 	// SizeAnomalyPercent is how far (in percent of the median of the last
 	// SizeHistory backups of its type) a backup's stored size may stray.
 	SizeAnomalyPercent float64
@@ -250,6 +255,8 @@ type Daemon struct {
 	lastTickReal time.Time // wall clock, for readiness
 	repoErr      error
 	repoChecked  time.Time // wall clock
+	// storageChecked is when the storages' use was last added up (wall clock).
+	storageChecked time.Time
 }
 
 // New checks o and returns a daemon whose jobs are first due after o.Now().

@@ -333,28 +333,6 @@ func TestArchiveStalled(t *testing.T) {
 	}
 }
 
-func TestSizeAnomaly(t *testing.T) {
-	hist := []int64{100, 110, 90, 105, 95}
-	for _, tc := range []struct {
-		name    string
-		size    int64
-		history []int64
-		want    bool
-	}{
-		{"usual", 104, hist, false},
-		{"half as large", 40, hist, true},
-		{"twice as large", 220, hist, true},
-		{"just within 50%", 149, hist, false},
-		{"too little history", 1000, []int64{100, 100}, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if got, dev := daemon.SizeAnomaly(tc.size, tc.history, 50); got != tc.want {
-				t.Errorf("SizeAnomaly(%d) = %v (%.0f%%), want %v", tc.size, got, dev, tc.want)
-			}
-		})
-	}
-}
-
 func TestJudgeCount(t *testing.T) {
 	c := func(rows, ins, del int64) *daemon.TableCount {
 		return &daemon.TableCount{Rows: rows, Inserted: ins, Deleted: del}
@@ -413,5 +391,101 @@ func TestCatchUpAfterDowntime(t *testing.T) {
 				t.Errorf("next physical backup at %s after a restart at %s; want now: %v", next, tc.restart, tc.wantNow)
 			}
 		})
+	}
+}
+
+// TestSizeAnomalyAlert: a logical backup far smaller than the ones before it fires
+// size-anomaly:logical; one of the usual size resolves it.
+func TestSizeAnomalyAlert(t *testing.T) {
+	st := fileStorage(t)
+	clk := newClock(time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
+	repo := &backup.Repository{Storage: st, Codec: zstd.Codec{Level: 1}, Now: clk.Now}
+	manifest := func(at time.Time, stored int64) *backup.Manifest {
+		return &backup.Manifest{Format: backup.FormatVersion, ID: "logical-" + at.Format("20060102T150405Z"), Type: backup.Logical,
+			StartTime: at, StopTime: at, Files: []backup.File{}, StoredSize: stored}
+	}
+	for i, size := range []int64{1000, 1100, 900, 1050} {
+		if err := repo.WriteManifest(t.Context(), manifest(clk.Now().AddDate(0, 0, -4+i), size)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := int64(300)
+	rec := alerttest.NewRecorder("test")
+	m, err := alert.NewManager(t.Context(), alert.Options{Senders: []alert.Sender{rec}, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := daemon.New(daemon.Options{
+		Repo:      repo,
+		Schedules: map[string]daemon.Schedule{daemon.JobLogical: mustSchedule(t, "0 3 * * *", time.UTC)},
+		Backups: map[backup.Type]daemon.BackupFunc{backup.Logical: func(ctx context.Context) (*backup.Manifest, error) {
+			bm := manifest(clk.Now(), next)
+			return bm, repo.WriteManifest(ctx, bm)
+		}},
+		Leaser: &daemon.Leaser{Storage: st, Host: "db1", Now: clk.Now},
+		Alerts: m,
+		Now:    clk.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := func() map[string]alert.State {
+		out := map[string]alert.State{}
+		for _, n := range rec.Take() {
+			out[n.Key] = n.State
+		}
+		return out
+	}
+	if err := d.RunJob(t.Context(), daemon.JobLogical); err != nil {
+		t.Fatal(err)
+	}
+	if got := states()["size-anomaly:logical"]; got != alert.Firing {
+		t.Fatalf("size-anomaly:logical after a backup a third of the usual size: %q, want firing", got)
+	}
+	clk.Add(24 * time.Hour)
+	next = 1000
+	if err := d.RunJob(t.Context(), daemon.JobLogical); err != nil {
+		t.Fatal(err)
+	}
+	if got := states()["size-anomaly:logical"]; got != alert.Resolved {
+		t.Fatalf("size-anomaly:logical after a backup of the usual size: %q, want resolved", got)
+	}
+}
+
+// fullStorage reports a fixed free space.
+type fullStorage struct {
+	backup.Storage
+	free uint64
+}
+
+func (f *fullStorage) FreeSpace(context.Context) (uint64, error) { return f.free, nil }
+
+// TestStorageThreshold: the monitor alerts when a storage that can tell its free
+// space is fuller than the thresholds.
+func TestStorageThreshold(t *testing.T) {
+	st := &fullStorage{Storage: fileStorage(t), free: 50}
+	if err := st.Put(t.Context(), "backups/x/base.tar.zst", strings.NewReader(strings.Repeat("x", 950)), true); err != nil {
+		t.Fatal(err)
+	}
+	clk := newClock(time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
+	rec := alerttest.NewRecorder("test")
+	m, err := alert.NewManager(t.Context(), alert.Options{Senders: []alert.Sender{rec}, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := daemon.New(daemon.Options{
+		Repo:   &backup.Repository{Storage: st, Codec: zstd.Codec{Level: 1}},
+		Leaser: &daemon.Leaser{Storage: st, Now: clk.Now}, Alerts: m, Now: clk.Now,
+		StorageWarnPercent: 80, StorageCriticalPercent: 90,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Tick(t.Context(), clk.Now())
+	d.Wait()
+	sent := rec.Take()
+	if len(sent) != 1 || !strings.HasPrefix(sent[0].Key, "storage-threshold:file://") || sent[0].Severity != alert.Critical ||
+		!strings.Contains(sent[0].Details, "95.0% used") {
+		t.Fatalf("alerts for a 95%% full storage: %+v", sent)
 	}
 }

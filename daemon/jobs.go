@@ -187,64 +187,37 @@ func median(xs []float64) float64 {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
-// SizeAnomaly reports whether size strays from the median of history by more than
-// percent, and by how many percent it does. With fewer than three earlier backups
-// there is nothing to judge by.
-func SizeAnomaly(size int64, history []int64, percent float64) (bool, float64) {
-	if len(history) < minSizeHistory {
-		return false, 0
-	}
-	xs := make([]float64, len(history))
-	for i, h := range history {
-		xs[i] = float64(h)
-	}
-	med := median(xs)
-	if med <= 0 {
-		return false, 0
-	}
-	dev := (float64(size) - med) / med * 100
-	return math.Abs(dev) > percent, dev
-}
-
-// checkSize alerts when backup m's stored size strays from its predecessors'.
+// checkSize alerts when backup m's stored size strays from the median of its
+// predecessors' by more than SizeAnomalyPercent (backup.SizeAnomaly); with fewer than
+// three predecessors there is nothing to judge by.
 func (d *Daemon) checkSize(ctx context.Context, m *backup.Manifest) {
 	entries, err := d.o.Repo.Backups(ctx)
 	if err != nil {
 		d.log.Warn("cannot list backups to compare the new backup's size", "backup", m.ID, "err", err)
 		return
 	}
-	var before []*backup.Manifest
+	var hist []int64
 	for _, x := range backup.Complete(entries, m.Type) {
 		if x.ID != m.ID && x.StartTime.Before(m.StartTime) {
-			before = append(before, x)
+			hist = append(hist, x.StoredSize)
 		}
 	}
-	var hist []int64
-	for _, s := range lastSizes(before, d.o.SizeHistory) {
-		hist = append(hist, int64(s))
+	if len(hist) > d.o.SizeHistory {
+		hist = hist[len(hist)-d.o.SizeHistory:]
 	}
-	key := "size-anomaly:" + string(m.Type)
-	bad, dev := SizeAnomaly(m.StoredSize, hist, d.o.SizeAnomalyPercent)
-	if !bad {
-		if len(hist) >= minSizeHistory {
-			d.resolve(ctx, key)
-		}
+	if len(hist) < minSizeHistory {
 		return
 	}
-	word := "larger"
-	if dev < 0 {
-		word = "smaller"
-	}
-	var med []float64
-	for _, h := range hist {
-		med = append(med, float64(h))
+	key := "size-anomaly:" + string(m.Type)
+	bad, reason := backup.SizeAnomaly(hist, m.StoredSize, d.o.SizeAnomalyPercent, d.o.SizeHistory)
+	if !bad {
+		d.resolve(ctx, key)
+		return
 	}
 	d.fire(ctx, alert.Alert{Key: key, Severity: alert.Warning,
-		Summary: fmt.Sprintf("%s backup %s is %.0f%% %s than usual", capitalize(string(m.Type)), m.ID, math.Abs(dev), word),
-		Details: fmt.Sprintf("Backup %s stored %s; the median of the %d before it is %s (alert threshold: %.0f%%). "+
-			"A sudden change can mean lost data (a dropped table, a database missing from the dump) or a runaway table: "+
-			"compare hestami backup show %s with the one before.",
-			m.ID, backup.FormatBytes(m.StoredSize), len(hist), backup.FormatBytes(int64(median(med))), d.o.SizeAnomalyPercent, m.ID),
+		Summary: fmt.Sprintf("%s backup %s is far from its usual size", capitalize(string(m.Type)), m.ID),
+		Details: fmt.Sprintf("Backup %s: stored %s.\n\nA sudden change can mean lost data (a dropped table, a database missing from the dump) or a runaway table: "+
+			"compare hestami backup show %s with the one before.", m.ID, reason, m.ID),
 		Labels: map[string]string{"job": string(m.Type), "backup": m.ID}})
 }
 

@@ -28,6 +28,7 @@ func (d *Daemon) monitor(ctx context.Context) error {
 	if repoErr != nil {
 		d.log.Warn("the repository cannot be read", "storage", d.o.Repo.Storage.String(), "err", repoErr)
 	}
+	d.checkStorage(ctx)
 	if d.o.Archiver == nil {
 		return repoErr
 	}
@@ -47,6 +48,64 @@ func (d *Daemon) monitor(ctx context.Context) error {
 		d.resolve(ctx, "archiving-stalled")
 	}
 	return repoErr
+}
+
+// storageCheckEvery is how often the monitor adds up what the storages hold: that
+// lists every object, too much work for every check.
+const storageCheckEvery = 15 * time.Minute
+
+// checkStorage alerts when a storage that can tell its free space is filling up
+// (backup.StorageAlert), at most every storageCheckEvery.
+func (d *Daemon) checkStorage(ctx context.Context) {
+	if d.o.StorageWarnPercent <= 0 && d.o.StorageCriticalPercent <= 0 {
+		return
+	}
+	d.mu.Lock()
+	due := d.storageChecked.IsZero() || time.Since(d.storageChecked) >= storageCheckEvery
+	if due {
+		d.storageChecked = time.Now()
+	}
+	d.mu.Unlock()
+	if !due {
+		return
+	}
+	storages := []backup.Storage{d.o.Repo.Storage}
+	if w := d.o.WALRepo.Storage; w.String() != d.o.Repo.Storage.String() {
+		storages = append(storages, w)
+	}
+	for _, st := range storages {
+		sr, ok := st.(backup.SpaceReporter)
+		if !ok {
+			continue // object stores: no free space to run out of
+		}
+		free, err := sr.FreeSpace(ctx)
+		if err != nil {
+			d.log.Warn("cannot read the storage's free space", "storage", st.String(), "err", err)
+			continue
+		}
+		objs, err := st.List(ctx, "")
+		if err != nil {
+			d.log.Warn("cannot list the storage to add up its use", "storage", st.String(), "err", err)
+			continue
+		}
+		var used uint64
+		for _, o := range objs {
+			used += uint64(max(o.Size, 0))
+		}
+		key := "storage-threshold:" + st.String()
+		level, reason := backup.StorageAlert(used, free, d.o.StorageWarnPercent, d.o.StorageCriticalPercent)
+		switch level {
+		case backup.StorageOK:
+			d.resolve(ctx, key)
+		default:
+			sev := alert.Warning
+			if level == backup.StorageCritical {
+				sev = alert.Critical
+			}
+			d.fire(ctx, alert.Alert{Key: key, Severity: sev,
+				Summary: fmt.Sprintf("Backup storage %s is filling up", st), Details: "Storage " + st.String() + ": " + reason + "."})
+		}
+	}
 }
 
 // ArchiveStalled judges PostgreSQL's archiving statistics: archiving has stalled when

@@ -223,18 +223,20 @@ func (p *Program) newDaemon(ctx context.Context, deps daemonDeps) (*daemon.Daemo
 		NotifySuccess:  cfg.NotifySuccess,
 		Leaser: &daemon.Leaser{Storage: repo.Storage, Host: host, PID: os.Getpid(),
 			TTL: cfg.LeaseTTL, Heartbeat: cfg.Heartbeat, Settle: deps.LeaseSettle, Now: now},
-		Actor:              "hestami-daemon@" + host,
-		Host:               host,
-		Parallel:           p.cfg.Backup.Parallel,
-		GracePeriod:        grace,
-		CheckInterval:      cfg.CheckInterval,
-		ArchiveStall:       cfg.ArchiveStall,
-		SizeAnomalyPercent: cfg.SizeAnomalyPercent,
-		SizeHistory:        cfg.SizeHistory,
-		DrillTimeout:       cfg.DrillTimeout,
-		OnJob:              p.daemonJobObserver(), // daemon_monitoring.go
-		Now:                now,
-		Logger:             p.logger,
+		Actor:                  "hestami-daemon@" + host,
+		Host:                   host,
+		Parallel:               p.cfg.Backup.Parallel,
+		GracePeriod:            grace,
+		CheckInterval:          cfg.CheckInterval,
+		ArchiveStall:           cfg.ArchiveStall,
+		SizeAnomalyPercent:     cfg.SizeAnomalyPercent,
+		SizeHistory:            cfg.SizeHistory,
+		StorageWarnPercent:     cfg.StorageWarnPercent,
+		StorageCriticalPercent: cfg.StorageCriticalPercent,
+		DrillTimeout:           cfg.DrillTimeout,
+		OnJob:                  p.daemonJobObserver(), // daemon_monitoring.go
+		Now:                    now,
+		Logger:                 p.logger,
 	})
 	if err != nil {
 		return nil, nil, err

@@ -15,7 +15,14 @@ import (
 // is available from: d.Status() (every job: next due time, last run, outcome, error),
 // d.Ready(), d.Alerts().Active() (the alerts firing now), and a backup.OverviewReader
 // over the repository (backups, WAL, drills, storage use).
-func (p *Program) mountMonitoring(mux *http.ServeMux, d *daemon.Daemon) {}
+func (p *Program) mountMonitoring(mux *http.ServeMux, d *daemon.Daemon) {
+	h, err := p.daemonMonitoring(d.Status)
+	if err != nil {
+		p.logger.Error("status page and /metrics unavailable; the daemon runs without them", "err", err)
+		return
+	}
+	mux.Handle("/", h)
+}
 
 // daemonJobObserver returns the function the daemon calls after every job with its
 // status (for job counters and durations in /metrics); nil: none.
