@@ -78,3 +78,24 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 		t.Errorf("empty file: %v", err)
 	}
 }
+
+func TestFingerprint(t *testing.T) {
+	a := config.Default()
+	a.Postgres.Password = "hunter2"
+	b := a
+	if a.Fingerprint() != b.Fingerprint() {
+		t.Fatal("same configuration, different fingerprints")
+	}
+	b.Postgres.Password = "hunter3"
+	if a.Fingerprint() == b.Fingerprint() {
+		t.Fatal("a changed password left the fingerprint unchanged")
+	}
+	b = a
+	b.Retention.Daily = 8
+	if a.Fingerprint() == b.Fingerprint() {
+		t.Fatal("a changed setting left the fingerprint unchanged")
+	}
+	if strings.Contains(a.Fingerprint(), "hunter2") || a.Postgres.Password != "hunter2" {
+		t.Fatal("Fingerprint leaked or changed the secret")
+	}
+}

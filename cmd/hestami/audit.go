@@ -122,3 +122,24 @@ func backupID(m *backup.Manifest) string {
 	}
 	return m.ID
 }
+
+// auditStart records the daemon's start-up with a fingerprint of its effective
+// configuration (secrets hashed, never shown), and whether it changed since the
+// previous start.
+func (p *Program) auditStart(ctx context.Context, repo *backup.Repository) {
+	fp := p.cfg.Fingerprint()
+	changed := "first start"
+	if entries, _, err := repo.AuditLog(ctx); err == nil {
+		for i := len(entries) - 1; i >= 0; i-- {
+			if entries[i].Action == "daemon.start" {
+				changed = "no"
+				if entries[i].Details["config_sha256"] != fp {
+					changed = "yes"
+				}
+				break
+			}
+		}
+	}
+	p.audit(ctx, repo, "daemon.start", p.configPath, nil, map[string]string{
+		"config_sha256": fp, "config_changed": changed, "version": version})
+}

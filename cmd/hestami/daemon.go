@@ -146,6 +146,7 @@ func (p *Program) newDaemon(ctx context.Context, deps daemonDeps) (*daemon.Daemo
 		return nil, nil, err
 	}
 	repo.Now, walRepo.Now = now, now
+	p.auditStart(ctx, repo) // audit.go
 	host, err := os.Hostname()
 	if err != nil || host == "" {
 		host = "localhost"

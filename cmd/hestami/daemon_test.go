@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -646,5 +647,13 @@ daemon:
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("daemon did not stop within a minute of its context's end")
+	}
+	// Its start-up, with a fingerprint of its configuration, is in the audit log.
+	var entries []backup.AuditEntry
+	if err := json.Unmarshal([]byte(mustRun(t, config, "audit", "list", "--json")), &entries); err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) == 0 || entries[0].Action != "daemon.start" || entries[0].Details["config_changed"] != "first start" || len(entries[0].Details["config_sha256"]) != 64 {
+		t.Fatalf("audit log after a daemon start: %+v", entries)
 	}
 }
