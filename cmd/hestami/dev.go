@@ -151,8 +151,10 @@ The local stack is up. Try:
   %[3]s wal status
   %[3]s backup push --type physical
 
-Restore to a point in time into a new directory, and check it:
-  %[3]s restore --to /tmp/hestami-restore --target-time "$(date -u '+%%Y-%%m-%%d %%H:%%M:%%S+00')" --verify
+Restore into a new directory, replaying all archived WAL, and check it:
+  %[3]s restore --to /tmp/hestami-restore --verify
+To a point in time instead, add a target between the first backup and the newest
+archived WAL (see wal status), e.g. --target-time "2026-12-04 09:30:00+00".
 Restore one database from the logical backup:
   %[3]s restore logical --backup latest --database hestami --into hestami_copy
 
