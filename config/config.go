@@ -65,6 +65,10 @@ type Storage struct {
 	URL string `yaml:"url"`
 	// WALURL, when set, keeps archived WAL in a repository of its own.
 	WALURL string `yaml:"wal_url"`
+	// SecondaryURL, when set, is a second repository that every backup and WAL file
+	// is copied to, and that restores and WAL fetches fall back to
+	// (docs/configuration.md, "Secondary storage").
+	SecondaryURL string `yaml:"secondary_url"`
 	// AllowInsecureHTTP lets an object-store URL use a plain-HTTP endpoint: for
 	// local emulators only (docs/configuration.md, "Storage URLs").
 	AllowInsecureHTTP bool `yaml:"allow_insecure_http"`
@@ -205,6 +209,7 @@ func Load(path string, getenv func(string) (string, bool)) (Config, error) {
 	}
 	str("HESTAMI_STORAGE_URL", &c.Storage.URL)
 	str("HESTAMI_WAL_STORAGE_URL", &c.Storage.WALURL)
+	str("HESTAMI_SECONDARY_STORAGE_URL", &c.Storage.SecondaryURL)
 	boolean("HESTAMI_STORAGE_ALLOW_HTTP", &c.Storage.AllowInsecureHTTP)
 	if v, ok := env("HESTAMI_STORAGE_PART_SIZE"); ok && v != "" {
 		if err := c.Storage.PartSize.Set(v); err != nil {
@@ -241,7 +246,7 @@ func (c Config) Validate() error {
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 	}
-	for field, u := range map[string]string{"storage.url": c.Storage.URL, "storage.wal_url": c.Storage.WALURL} {
+	for field, u := range map[string]string{"storage.url": c.Storage.URL, "storage.wal_url": c.Storage.WALURL, "storage.secondary_url": c.Storage.SecondaryURL} {
 		if u == "" {
 			continue
 		}

@@ -88,7 +88,7 @@ func NewArchivingConfig(t testing.TB, settings map[string]string, extraYAML stri
 	dir := Dir(t)
 	a.Config = filepath.Join(dir, "hestami.yaml")
 	c := Prepare(t)
-	writeConfig(t, a.Config, a.Repo, c.Port, extraYAML)
+	writeConfig(t, a.Config, a.Repo, c.Port, "", extraYAML)
 	all := map[string]string{
 		"archive_mode":    "on",
 		"archive_command": fmt.Sprintf("'%s' --config '%s' wal push %%p", a.Bin, a.Config),
@@ -101,19 +101,20 @@ func NewArchivingConfig(t testing.TB, settings map[string]string, extraYAML stri
 	return a
 }
 
-// WriteConfig writes a hestami config file for repository dir and a cluster on port.
-func writeConfig(t testing.TB, path, repo string, port int, extraYAML string) {
+// WriteConfig writes a hestami config file for repository dir and a cluster on port;
+// storageYAML is added to the storage section (indented lines).
+func writeConfig(t testing.TB, path, repo string, port int, storageYAML, extraYAML string) {
 	t.Helper()
 	cfg := fmt.Sprintf(`storage:
   url: file://%s
-postgres:
+%spostgres:
   host: 127.0.0.1
   port: %d
   user: postgres
   database: postgres
 log:
   level: info
-`, repo, port) + extraYAML
+`, repo, storageYAML, port) + extraYAML
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatalf("pgtest: write config: %v", err)
 	}
@@ -127,6 +128,28 @@ log:
 	if err := postgres.Chown(repo, u); err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
+}
+
+// NewArchivingWithSecondary is NewArchiving (a repository directory) with a secondary
+// repository at secondaryURL (storage.secondary_url; for instance a blobtest emulator,
+// so storage.allow_insecure_http is set); env is added to the server's environment
+// and to StorageEnv, so that archive_command reaches the secondary.
+func NewArchivingWithSecondary(t testing.TB, secondaryURL string, env []string, settings map[string]string) *Archiving {
+	t.Helper()
+	a := &Archiving{Bin: Binary(t), Repo: filepath.Join(Dir(t), "repo"), StorageEnv: env}
+	a.URL = "file://" + a.Repo
+	a.Config = filepath.Join(Dir(t), "hestami.yaml")
+	c := Prepare(t)
+	c.Env = append(c.Env, env...)
+	writeConfig(t, a.Config, a.Repo, c.Port, "  secondary_url: "+strconv.Quote(secondaryURL)+"\n  allow_insecure_http: true\n", "")
+	all := map[string]string{
+		"archive_mode":    "on",
+		"archive_command": fmt.Sprintf("'%s' --config '%s' wal push %%p", a.Bin, a.Config),
+	}
+	maps.Copy(all, settings)
+	startPrepared(t, c, all)
+	a.Cluster = c
+	return a
 }
 
 // NewArchivingTo is NewArchiving with the repository at storageURL (an object store,

@@ -93,6 +93,11 @@ breaks the chain: hestami audit verify finds it.`,
 // audit records an action in the repository's audit log, with the OS user and host.
 // A failure to record is logged, and does not change the action's own outcome.
 func (p *Program) audit(ctx context.Context, repo *backup.Repository, action, target string, actionErr error, details map[string]string) {
+	p.auditAs(ctx, repo, "", action, target, actionErr, details)
+}
+
+// auditAs is audit with a given actor ("": the OS user).
+func (p *Program) auditAs(ctx context.Context, repo *backup.Repository, actor, action, target string, actionErr error, details map[string]string) {
 	outcome := "ok"
 	if actionErr != nil {
 		outcome = "failed"
@@ -105,11 +110,13 @@ func (p *Program) audit(ctx context.Context, repo *backup.Repository, action, ta
 		}
 		details["error"] = actionErr.Error()
 	}
-	actor := "unknown"
-	if u, err := user.Current(); err == nil {
-		actor = u.Username
-	}
 	host, _ := os.Hostname()
+	if actor == "" {
+		actor = "unknown"
+		if u, err := user.Current(); err == nil {
+			actor = u.Username
+		}
+	}
 	if _, err := repo.Audit(context.WithoutCancel(ctx), backup.AuditEntry{Action: action, Actor: actor, Host: host, Target: target, Outcome: outcome, Details: details}); err != nil {
 		p.logger.Error("could not write the audit log", "action", action, "target", target, "err", err)
 	}
@@ -140,6 +147,7 @@ func (p *Program) auditStart(ctx context.Context, repo *backup.Repository) {
 			}
 		}
 	}
-	p.audit(ctx, repo, "daemon.start", p.configPath, nil, map[string]string{
+	host, _ := os.Hostname()
+	p.auditAs(ctx, repo, "hestami-daemon@"+host, "daemon.start", p.configPath, nil, map[string]string{
 		"config_sha256": fp, "config_changed": changed, "version": version})
 }

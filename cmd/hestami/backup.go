@@ -99,6 +99,9 @@ type backupRow struct {
 	StoredSize int64       `json:"stored_size"`
 	Databases  []string    `json:"databases,omitempty"`
 	Error      string      `json:"error,omitempty"`
+	// Locations says which repositories hold the complete backup: "primary",
+	// "secondary" (storage.secondary_url).
+	Locations []string `json:"locations"`
 }
 
 func rowOf(e backup.BackupEntry) backupRow {
@@ -133,7 +136,7 @@ func (p *Program) backupListCommand() *cobra.Command {
 		Short: "List the backups in the repository, oldest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			repo, err := p.repository(false)
+			repo, err := p.readRepository(false)
 			if err != nil {
 				return err
 			}
@@ -141,9 +144,11 @@ func (p *Program) backupListCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			locations := backupLocations(cmd.Context(), repo) // storage_check.go
 			rows := []backupRow{}
 			for _, e := range entries {
 				r := rowOf(e)
+				r.Locations = locations(e.ID)
 				if typ != "" && string(r.Type) != typ {
 					continue
 				}
@@ -157,7 +162,7 @@ func (p *Program) backupListCommand() *cobra.Command {
 				return nil
 			}
 			tw := tabwriter.NewWriter(p.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tTYPE\tSTATUS\tSTARTED (UTC)\tDURATION\tTIMELINE\tSTART LSN\tSTOP LSN\tSIZE\tSTORED")
+			fmt.Fprintln(tw, "ID\tTYPE\tSTATUS\tSTARTED (UTC)\tDURATION\tTIMELINE\tSTART LSN\tSTOP LSN\tSIZE\tSTORED\tLOCATIONS")
 			for _, r := range rows {
 				started, dur, tli := "-", "-", "-"
 				if r.StartTime != nil {
@@ -167,8 +172,8 @@ func (p *Program) backupListCommand() *cobra.Command {
 				if r.Timeline != 0 {
 					tli = fmt.Sprint(r.Timeline)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Type, r.Status, started, dur, tli,
-					orDash(r.StartLSN), orDash(r.StopLSN), progress.Bytes(r.Size), progress.Bytes(r.StoredSize))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Type, r.Status, started, dur, tli,
+					orDash(r.StartLSN), orDash(r.StopLSN), progress.Bytes(r.Size), progress.Bytes(r.StoredSize), orDash(strings.Join(r.Locations, ",")))
 			}
 			return tw.Flush()
 		},
@@ -186,7 +191,7 @@ func (p *Program) backupShowCommand() *cobra.Command {
 		Example: "  hestami backup show latest --json",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			repo, err := p.repository(false)
+			repo, err := p.readRepository(false)
 			if err != nil {
 				return err
 			}

@@ -27,7 +27,7 @@ func (p *Program) pushLogical(cmd *cobra.Command, o pushOptions) error {
 		return err
 	}
 	p.printLogicalSummary(m, tools)
-	return nil
+	return p.copyToSecondary(ctx, repo, m.ID) // storage_check.go
 }
 
 func (p *Program) printLogicalSummary(m *backup.Manifest, tools postgres.Tools) {

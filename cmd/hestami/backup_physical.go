@@ -47,7 +47,7 @@ func (p *Program) pushPhysical(cmd *cobra.Command, o pushOptions) error {
 	fmt.Fprintf(w, "  restore:   hestami restore --to /new/data/dir --backup %s\n", m.ID)
 	fmt.Fprintf(w, "             or to a point in time after %s: hestami restore --to /new/data/dir --target-time \"YYYY-MM-DD HH:MM:SS+00\"\n",
 		m.StopTime.UTC().Format("2006-01-02 15:04:05Z"))
-	return nil
+	return p.copyToSecondary(ctx, repo, m.ID) // storage_check.go
 }
 
 // serverHost names the backed-up server for the manifest: the configured host, or

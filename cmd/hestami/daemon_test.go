@@ -236,7 +236,7 @@ func TestDaemonDrills(t *testing.T) {
 			t.Errorf("audit entry by %q, want hestami-daemon@host", e.Actor)
 		}
 	}
-	want := []string{"backup.push:ok", "backup.verify:ok", "backup.prune:ok", "backup.push:ok", "backup.verify:ok", "backup.prune:ok",
+	want := []string{"daemon.start:ok", "backup.push:ok", "backup.verify:ok", "backup.prune:ok", "backup.push:ok", "backup.verify:ok", "backup.prune:ok",
 		"backup.drill:ok", "backup.drill:ok", "backup.drill:failed"}
 	if !slices.Equal(actions, want) {
 		t.Errorf("audit log: %v\nwant %v", actions, want)
@@ -317,7 +317,7 @@ func TestDaemonShutdownDuringBackup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(log) != 1 || log[0].Action != "backup.push" || log[0].Outcome != "failed" || !strings.Contains(log[0].Details["error"], "shutting down") {
+	if len(log) != 2 || log[0].Action != "daemon.start" || log[1].Action != "backup.push" || log[1].Outcome != "failed" || !strings.Contains(log[1].Details["error"], "shutting down") {
 		t.Errorf("audit log: %+v, want the push failed by the shutdown", log)
 	}
 	if f := firing(rec.Take()); !slices.Contains(f, "backup-failed:physical") {

@@ -84,6 +84,7 @@ Configuration: --config FILE (YAML), HESTAMI_* variables and the libpq variables
 	root.PersistentFlags().BoolVar(&p.allowUnsigned, "allow-unsigned", false, "accept unsigned objects although signing.public_keys are set (each logged as a warning)")
 	root.AddCommand(p.keysCommand())
 	root.AddCommand(p.walCommand(), p.backupCommand(), p.restoreCommand(), p.auditCommand(), p.devCommand())
+	root.AddCommand(p.storageCommand()) // storage_check.go
 	return root
 }
 
@@ -123,6 +124,40 @@ func (p *Program) repository(forWAL bool) (*backup.Repository, error) {
 	if err != nil {
 		return nil, err
 	}
+	return p.openRepository(st)
+}
+
+// readRepository is repository for commands that only read (wal fetch, restore,
+// backup list|show|verify): with a secondary storage configured, what the primary
+// does not have or cannot serve is read from the secondary (backup.Fallback).
+func (p *Program) readRepository(forWAL bool) (*backup.Repository, error) {
+	repo, err := p.repository(forWAL)
+	if err != nil || p.cfg.Storage.SecondaryURL == "" {
+		return repo, err
+	}
+	sec, err := p.storage(p.cfg.Storage.SecondaryURL)
+	if err != nil {
+		return nil, fmt.Errorf("secondary storage: %w", err)
+	}
+	repo.Storage = &backup.Fallback{Primary: repo.Storage, Secondary: sec, Logger: p.logger}
+	return repo, nil
+}
+
+// secondaryRepository opens the secondary repository (storage.secondary_url); nil,
+// nil when none is configured.
+func (p *Program) secondaryRepository() (*backup.Repository, error) {
+	if p.cfg.Storage.SecondaryURL == "" {
+		return nil, nil
+	}
+	st, err := p.storage(p.cfg.Storage.SecondaryURL)
+	if err != nil {
+		return nil, fmt.Errorf("secondary storage: %w", err)
+	}
+	return p.openRepository(st)
+}
+
+// openRepository returns the repository in st with the configured codec and keys.
+func (p *Program) openRepository(st backup.Storage) (*backup.Repository, error) {
 	repo := &backup.Repository{
 		Storage: st,
 		Codec:   zstd.Codec{Level: p.cfg.Backup.CompressionLevel},

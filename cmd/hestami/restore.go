@@ -112,11 +112,11 @@ func (p *Program) restorePhysical(cmd *cobra.Command, o restoreOptions) error {
 	if err != nil {
 		return err
 	}
-	repo, err := p.repository(false)
+	repo, err := p.readRepository(false)
 	if err != nil {
 		return err
 	}
-	walRepo, err := p.repository(true)
+	walRepo, err := p.readRepository(true)
 	if err != nil {
 		return err
 	}

@@ -86,7 +86,7 @@ func (p *Program) restoreLogical(cmd *cobra.Command, o restoreLogicalOptions) er
 	if o.Jobs < 1 {
 		return usageError{fmt.Errorf("--jobs %d: want 1 or more", o.Jobs)}
 	}
-	repo, err := p.repository(false)
+	repo, err := p.readRepository(false)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -44,11 +45,11 @@ untrusted, undecryptable, mismatch or error.
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			repo, err := p.repository(false)
+			repo, err := p.readRepository(false)
 			if err != nil {
 				return err
 			}
-			walRepo, err := p.repository(true)
+			walRepo, err := p.readRepository(true)
 			if err != nil {
 				return err
 			}
@@ -78,6 +79,11 @@ untrusted, undecryptable, mismatch or error.
 				out.Recorded = true
 			}
 			p.logger.Info("verified backup", "backup", id, "ok", rep.OK, "objects", rep.Checked, "failed", rep.Failed, "seconds", time.Since(began).Seconds())
+			var verr error
+			if !rep.OK {
+				verr = errors.New(failureSummary(rep))
+			}
+			p.audit(ctx, repo, "backup.verify", id, verr, map[string]string{"objects": fmt.Sprint(rep.Checked)})
 			if asJSON {
 				if err := p.printJSON(out); err != nil {
 					return err

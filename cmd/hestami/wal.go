@@ -40,7 +40,11 @@ following calls return at once.`,
 				return err
 			}
 			pusher := &backup.WALPusher{Repo: repo, Parallel: p.cfg.WAL.PushParallel, Cores: p.cfg.Backup.Parallel, Logger: p.logger}
-			return pusher.Push(cmd.Context(), args[0])
+			if err := pusher.Push(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			p.pushWALToSecondary(cmd.Context(), repo, args[0]) // storage_check.go: never fails the push
+			return nil
 		},
 	}
 }
@@ -57,7 +61,7 @@ error. The next segments of the timeline are fetched ahead in parallel (wal.pref
   restore_command = 'hestami --config /etc/hestami/hestami.yaml wal fetch %f %p'`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			repo, err := p.repository(true)
+			repo, err := p.readRepository(true)
 			if err != nil {
 				return err
 			}
