@@ -7,8 +7,11 @@
 // free loopback port (as the cluster user when run as root, see
 // postgres.ClusterUser), archiving its WAL through the hestami binary, loads pgbench
 // data plus a table of incompressible bytes, then measures, as the minimum of --runs
-// runs: physical backup, physical restore, logical backup, WAL push latency and the
-// rate at which a backlog of ready WAL segments is cleared. Wall time, output size and
+// runs: physical backup, physical restore, logical backup, WAL push latency, the
+// rate at which a backlog of ready WAL segments is cleared, physical backup and
+// restore with encryption and signing on against off (step encryption), and against
+// an S3 emulator on loopback against a file repository (step s3; blobtest's
+// emulator, built with go build). Wall time, output size and
 // the child's peak resident memory (ru_maxrss, which includes the waited-for
 // descendants of a shell pipeline) are recorded for every command.
 //
@@ -35,7 +38,7 @@ import (
 )
 
 // steps are the benchmark's parts, in the order they run.
-var steps = []string{"physical", "restore", "logical", "walpush", "backlog"}
+var steps = []string{"physical", "restore", "logical", "walpush", "backlog", "encryption", "s3"}
 
 // options are the command-line flags.
 type options struct {

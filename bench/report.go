@@ -21,8 +21,9 @@ type result struct {
 	RunsSeconds []float64 `json:"runs_seconds"`
 	Seconds     float64   `json:"seconds"` // minimum over the runs
 	SizeBytes   int64     `json:"size_bytes,omitempty"`
-	PeakRSSKiB  int64     `json:"peak_rss_kib"` // maximum over the runs
-	PerSecond   float64   `json:"per_second,omitempty"`
+	PeakRSSKiB  int64     `json:"peak_rss_kib"`         // maximum over the runs
+	PerSecond   float64   `json:"per_second,omitempty"` // backlog: segments/s; s3, encryption: MB/s of RawBytes
+	RawBytes    int64     `json:"raw_bytes,omitempty"`  // s3, encryption: the backup's uncompressed size
 	Note        string    `json:"note,omitempty"`
 	Error       string    `json:"error,omitempty"`
 }
@@ -91,7 +92,7 @@ type stepError struct {
 type target struct {
 	Name   string `json:"name"`
 	Value  string `json:"value"`
-	Status string `json:"status"` // MET, MISSED or NOT MEASURED
+	Status string `json:"status"` // MET, MISSED, NOT MEASURED or INFO (no target)
 }
 
 // report is everything one benchmark run found.
@@ -179,6 +180,27 @@ func (rep *report) evaluate() {
 	ratio("restore ≤ 1× pgBackRest restore", opRestore, "pgbackrest", 1.0)
 	ratio("logical backup ≤ 1.05× pg_dump -Fc -Z0 | zstd", opLogical, "pg_dump -Fc -Z0", 1.05)
 	ratio("wal push p50 ≤ 1.5× cp && sync", opPushP50, "cp", 1.5)
+	ratio("encrypted backup ≤ 1.10× encryption + signing off", opEncBackup, "hestami backup push, encryption + signing off", 1.10)
+	ratio("encrypted restore ≤ 1.10× encryption + signing off", opEncRestore, "hestami restore, encryption + signing off", 1.10)
+	// No target for S3 against a file repository: the ratio is printed as INFO.
+	for _, op := range []string{opS3Backup, opS3Restore} {
+		t := target{Name: op + ": S3 emulator / file repository", Status: "NOT MEASURED", Value: "step not run"}
+		h, o := rep.hestamiRow(op), (*result)(nil)
+		for _, r := range rep.Results {
+			if r.Operation == op && !r.Hestami {
+				o = r
+			}
+		}
+		switch {
+		case h == nil || o == nil:
+		case !h.measured() || !o.measured() || o.Seconds == 0:
+			t.Value = "a measurement failed"
+		default:
+			t.Status = "INFO"
+			t.Value = fmt.Sprintf("%.2f× (%s vs %s; %.1f vs %.1f MB/s)", h.Seconds/o.Seconds, fmtDur(h.Seconds), fmtDur(o.Seconds), h.PerSecond, o.PerSecond)
+		}
+		rep.Targets = append(rep.Targets, t)
+	}
 
 	t := target{Name: "wal backlog ≥ 40 segments/s", Status: "NOT MEASURED", Value: "step not run"}
 	if h := rep.hestamiRow(opBacklog); h != nil {

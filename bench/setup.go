@@ -102,6 +102,10 @@ func (b *bench) run(ctx context.Context) (rep *report, err error) {
 			err = b.walPush(ctx)
 		case "backlog":
 			err = b.backlog(ctx)
+		case "encryption":
+			err = b.encryption(ctx)
+		case "s3":
+			err = b.s3(ctx)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -269,7 +273,17 @@ func (b *bench) startCluster(ctx context.Context) error {
 	if err := b.cluster.InitDB(sctx, "--no-sync"); err != nil {
 		return err
 	}
-	return b.cluster.Start(sctx, map[string]string{
+	return b.cluster.Start(sctx, b.clusterSettings(b.clusterArchiveCommand()))
+}
+
+// clusterArchiveCommand is the cluster's archive_command: hestami wal push into b.repo.
+func (b *bench) clusterArchiveCommand() string {
+	return fmt.Sprintf("%s --config %s wal push %%p", shellQuote(b.hestami), shellQuote(b.config))
+}
+
+// clusterSettings are the settings the cluster runs with, archiving with archive.
+func (b *bench) clusterSettings(archive string) map[string]string {
+	return map[string]string{
 		"wal_level":          "replica",
 		"max_wal_senders":    "10",
 		"max_connections":    "50",
@@ -277,8 +291,19 @@ func (b *bench) startCluster(ctx context.Context) error {
 		"max_wal_size":       "4GB",
 		"checkpoint_timeout": "30min",
 		"archive_mode":       "on",
-		"archive_command":    fmt.Sprintf("%s --config %s wal push %%p", shellQuote(b.hestami), shellQuote(b.config)),
-	})
+		"archive_command":    archive,
+	}
+}
+
+// restartCluster restarts the cluster archiving with archive (archive_command is
+// given on the command line, which ALTER SYSTEM cannot override).
+func (b *bench) restartCluster(ctx context.Context, archive string) error {
+	sctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	if err := b.cluster.Stop(sctx); err != nil {
+		return err
+	}
+	return b.cluster.Start(sctx, b.clusterSettings(archive))
 }
 
 // pgArgs are the connection arguments of PostgreSQL's client programs.
