@@ -168,30 +168,9 @@ func splitSQL(b []byte) []sqlStatement {
 			out = append(out, sqlStatement{text: b[i:end], meta: true})
 			i, start = end, end
 			continue
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f':
-			i++
-			continue
-		case c == '-' && i+1 < len(b) && b[i+1] == '-':
-			for i < len(b) && b[i] != '\n' {
-				i++
-			}
-			continue
-		case c == '/' && i+1 < len(b) && b[i+1] == '*':
-			depth := 0
-			for i < len(b) {
-				if b[i] == '/' && i+1 < len(b) && b[i+1] == '*' {
-					depth++
-					i += 2
-				} else if b[i] == '*' && i+1 < len(b) && b[i+1] == '/' {
-					depth--
-					i += 2
-					if depth == 0 {
-						break
-					}
-				} else {
-					i++
-				}
-			}
+		}
+		if j, ok := skipSpaceOrComment(b, i); ok {
+			i = j
 			continue
 		}
 		blank = false
@@ -281,29 +260,11 @@ func sqlTokens(b []byte, max int) []sqlToken {
 	i := 0
 	for i < len(b) && len(toks) < max {
 		c := b[i]
+		if j, ok := skipSpaceOrComment(b, i); ok {
+			i = j
+			continue
+		}
 		switch {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f':
-			i++
-		case c == '-' && i+1 < len(b) && b[i+1] == '-':
-			for i < len(b) && b[i] != '\n' {
-				i++
-			}
-		case c == '/' && i+1 < len(b) && b[i+1] == '*':
-			depth := 0
-			for i < len(b) {
-				if b[i] == '/' && i+1 < len(b) && b[i+1] == '*' {
-					depth++
-					i += 2
-				} else if b[i] == '*' && i+1 < len(b) && b[i+1] == '/' {
-					depth--
-					i += 2
-					if depth == 0 {
-						break
-					}
-				} else {
-					i++
-				}
-			}
 		case c == '"':
 			var s []byte
 			i++
@@ -358,4 +319,38 @@ func asciiLower(s string) string {
 		}
 	}
 	return string(b)
+}
+
+// skipSpaceOrComment returns the index just past the whitespace character, line
+// comment (-- to end of line) or block comment (/* ... */, nested) that starts at
+// b[i], and whether there was one.
+func skipSpaceOrComment(b []byte, i int) (int, bool) {
+	switch c := b[i]; {
+	case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f':
+		return i + 1, true
+	case c == '-' && i+1 < len(b) && b[i+1] == '-':
+		for i < len(b) && b[i] != '\n' {
+			i++
+		}
+		return i, true
+	case c == '/' && i+1 < len(b) && b[i+1] == '*':
+		depth := 0
+		for i < len(b) {
+			switch {
+			case b[i] == '/' && i+1 < len(b) && b[i+1] == '*':
+				depth++
+				i += 2
+			case b[i] == '*' && i+1 < len(b) && b[i+1] == '/':
+				depth--
+				i += 2
+				if depth == 0 {
+					return i, true
+				}
+			default:
+				i++
+			}
+		}
+		return i, true
+	}
+	return i, false
 }
