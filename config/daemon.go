@@ -52,6 +52,9 @@ type Daemon struct {
 type DaemonSchedule struct {
 	Physical string `yaml:"physical"`
 	Logical  string `yaml:"logical"`
+	// Sync copies to the secondary storage what it lacks (only with
+	// storage.secondary_url).
+	Sync string `yaml:"sync"`
 }
 
 // Off disables a schedule.
@@ -66,7 +69,7 @@ const PruneAfterBackup = "after-backup"
 func DefaultDaemon() Daemon {
 	return Daemon{
 		TimeZone:               "UTC",
-		Schedules:              DaemonSchedule{Physical: "0 2 * * *", Logical: "30 2 * * *"},
+		Schedules:              DaemonSchedule{Physical: "0 2 * * *", Logical: "30 2 * * *", Sync: "*/15 * * * *"},
 		Prune:                  PruneAfterBackup,
 		Drills:                 DaemonSchedule{Physical: "0 4 * * *", Logical: "0 5 * * 0"},
 		StateDir:               "/var/lib/hestami",
@@ -118,6 +121,7 @@ func (d Daemon) validate(bad func(field, format string, args ...any)) {
 	}
 	schedule("daemon.schedules.physical", d.Schedules.Physical)
 	schedule("daemon.schedules.logical", d.Schedules.Logical)
+	schedule("daemon.schedules.sync", d.Schedules.Sync)
 	schedule("daemon.drills.physical", d.Drills.Physical)
 	schedule("daemon.drills.logical", d.Drills.Logical)
 	if d.Prune != PruneAfterBackup {

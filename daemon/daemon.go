@@ -34,6 +34,7 @@ const (
 	JobPrune         = "prune"          // retention (when scheduled on its own)
 	JobDrillPhysical = "drill-physical" // a restore drill of the newest physical backup
 	JobDrillLogical  = "drill-logical"  // a restore drill of the newest logical backup
+	JobSync          = "sync"           // copy to the secondary storage what it is missing
 	// JobMonitor is the daemon's own periodic check (archiving, repository); it takes
 	// no lease: every daemon watches.
 	JobMonitor = "monitor"
@@ -163,6 +164,9 @@ type Options struct {
 	// PruneAfterBackup runs retention after every backup.
 	PruneAfterBackup bool
 	Pruner           *backup.Pruner
+	// Sync copies to the secondary storage what it is missing (hestami storage
+	// sync) and returns how many objects it copied; nil: no secondary.
+	Sync func(ctx context.Context) (int, error)
 	// Server is the backed-up server: pre-checks ping it, drills compare with it and
 	// logical drills restore into it.
 	Server Server
@@ -301,6 +305,7 @@ func New(o Options) (*Daemon, error) {
 		JobDrillPhysical: d.physicalDrill,
 		JobDrillLogical:  d.logicalDrill,
 		JobMonitor:       d.monitor,
+		JobSync:          d.syncJob,
 	}
 	needs := map[string]string{}
 	if o.Backups[backup.Physical] == nil {
@@ -320,6 +325,9 @@ func New(o Options) (*Daemon, error) {
 	}
 	if o.Server == nil {
 		needs[JobDrillLogical] = "logical drills need the server"
+	}
+	if o.Sync == nil {
+		needs[JobSync] = "no secondary storage (storage.secondary_url)"
 	}
 	names := make([]string, 0, len(o.Schedules))
 	for name := range o.Schedules {

@@ -489,3 +489,63 @@ func TestStorageThreshold(t *testing.T) {
 		t.Fatalf("alerts for a 95%% full storage: %+v", sent)
 	}
 }
+
+// TestSyncJob: the scheduled copy to the secondary alerts when it fails, resolves
+// when it succeeds, and is audited each time; without a secondary it cannot be
+// scheduled.
+func TestSyncJob(t *testing.T) {
+	st := fileStorage(t)
+	clk := newClock(time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
+	repo := &backup.Repository{Storage: st, Codec: zstd.Codec{Level: 1}, Now: clk.Now}
+	rec := alerttest.NewRecorder("test")
+	m, err := alert.NewManager(t.Context(), alert.Options{Senders: []alert.Sender{rec}, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncErr := errors.New("secondary unreachable")
+	calls := 0
+	opts := daemon.Options{
+		Repo:      repo,
+		Schedules: map[string]daemon.Schedule{daemon.JobSync: mustSchedule(t, "*/15 * * * *", time.UTC)},
+		Sync: func(ctx context.Context) (int, error) {
+			calls++
+			return 3, syncErr
+		},
+		Leaser: &daemon.Leaser{Storage: st, Host: "db1", Now: clk.Now},
+		Alerts: m,
+		Now:    clk.Now,
+	}
+	d, err := daemon.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := func() map[string]alert.State {
+		out := map[string]alert.State{}
+		for _, n := range rec.Take() {
+			out[n.Key] = n.State
+		}
+		return out
+	}
+	if err := d.RunJob(t.Context(), daemon.JobSync); err == nil || !strings.Contains(err.Error(), "secondary unreachable") {
+		t.Fatalf("sync job = %v, want the sync's error", err)
+	}
+	if got := states()["sync-failed"]; got != alert.Firing {
+		t.Fatalf("sync-failed after a failed sync: %q, want firing", got)
+	}
+	syncErr = nil
+	clk.Add(15 * time.Minute)
+	if err := d.RunJob(t.Context(), daemon.JobSync); err != nil {
+		t.Fatal(err)
+	}
+	if got := states()["sync-failed"]; got != alert.Resolved {
+		t.Fatalf("sync-failed after a good sync: %q, want resolved", got)
+	}
+	entries, _, err := repo.AuditLog(t.Context())
+	if err != nil || len(entries) != 2 || entries[0].Action != "storage.sync" || entries[0].Outcome != "failed" || entries[1].Outcome != "ok" || calls != 2 {
+		t.Fatalf("audit log %+v (%v), %d calls", entries, err, calls)
+	}
+	opts.Sync = nil
+	if _, err := daemon.New(opts); err == nil || !strings.Contains(err.Error(), "secondary") {
+		t.Fatalf("a sync schedule without a secondary: %v", err)
+	}
+}

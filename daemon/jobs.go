@@ -381,6 +381,23 @@ func (d *Daemon) pruneJob(ctx context.Context) error {
 	return nil
 }
 
+// syncJob copies to the secondary storage what it is missing, so a copy that
+// failed when wal push or backup push made it is not left behind.
+func (d *Daemon) syncJob(ctx context.Context) error {
+	n, err := d.o.Sync(ctx)
+	d.audit(ctx, "storage.sync", "", err, map[string]string{"copied": strconv.Itoa(n), "scheduled": "true"})
+	if err != nil {
+		d.fire(ctx, alert.Alert{Key: "sync-failed", Severity: alert.Warning,
+			Summary: fmt.Sprintf("Copying to the secondary storage failed on %s", d.o.Host),
+			Details: err.Error() + "\n\nThe primary repository is intact; the secondary lacks some objects until a sync succeeds: check with hestami storage check, then hestami storage sync.",
+			Labels:  map[string]string{"job": JobSync}})
+		return err
+	}
+	d.resolve(ctx, "sync-failed")
+	d.log.Info("synced the secondary storage", "copied", n)
+	return nil
+}
+
 func capitalize(s string) string {
 	if s == "" {
 		return s

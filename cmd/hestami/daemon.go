@@ -167,10 +167,13 @@ func (p *Program) newDaemon(ctx context.Context, deps daemonDeps) (*daemon.Daemo
 	for name, expr := range map[string]string{
 		daemon.JobPhysical: cfg.Schedules.Physical, daemon.JobLogical: cfg.Schedules.Logical,
 		daemon.JobDrillPhysical: cfg.Drills.Physical, daemon.JobDrillLogical: cfg.Drills.Logical,
-		daemon.JobPrune: cfg.Prune,
+		daemon.JobPrune: cfg.Prune, daemon.JobSync: cfg.Schedules.Sync,
 	} {
 		if expr == config.Off || (name == daemon.JobPrune && expr == config.PruneAfterBackup) {
 			continue
+		}
+		if name == daemon.JobSync && p.cfg.Storage.SecondaryURL == "" {
+			continue // nothing to copy to
 		}
 		s, err := cron.Parse(expr, loc)
 		if err != nil {
@@ -194,7 +197,15 @@ func (p *Program) newDaemon(ctx context.Context, deps daemonDeps) (*daemon.Daemo
 		grace = deps.GracePeriod
 	}
 	pg := p.cfg.Postgres
+	var sync func(context.Context) (int, error)
+	if p.cfg.Storage.SecondaryURL != "" {
+		sync = func(ctx context.Context) (int, error) {
+			res, _, err := p.syncSecondary(ctx) // storage_check.go
+			return len(res.WAL) + len(res.Backups), err
+		}
+	}
 	d, err := daemon.New(daemon.Options{
+		Sync:      sync,
 		Repo:      repo,
 		WALRepo:   walRepo,
 		Schedules: schedules,

@@ -274,27 +274,9 @@ at the secondary.`,
   0 * * * * hestami --config /etc/hestami/hestami.yaml storage sync`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			sec, err := p.secondaryRepository()
-			if err != nil {
-				return err
-			}
+			res, sec, err := p.syncSecondary(cmd.Context())
 			if sec == nil {
-				return errors.New("no secondary storage configured: set HESTAMI_SECONDARY_STORAGE_URL or storage.secondary_url")
-			}
-			repo, err := p.repository(false)
-			if err != nil {
 				return err
-			}
-			res, err := repo.Sync(ctx, sec)
-			if u := p.cfg.Storage.WALURL; u != "" && u != p.cfg.Storage.URL {
-				walRepo, werr := p.repository(true)
-				if werr != nil {
-					return werr
-				}
-				wres, werr := walRepo.Sync(ctx, sec)
-				res.WAL = append(res.WAL, wres.WAL...)
-				err = errors.Join(err, werr)
 			}
 			if asJSON {
 				if perr := p.printJSON(res); perr != nil {
@@ -403,4 +385,32 @@ func backupLocations(ctx context.Context, repo *backup.Repository) func(id strin
 		}
 		return out
 	}
+}
+
+// syncSecondary copies to the secondary storage what it lacks from the repository
+// and, when WAL lives apart, from the WAL repository. It returns the secondary (nil
+// when none is configured or it cannot be opened, with the error).
+func (p *Program) syncSecondary(ctx context.Context) (backup.SyncResult, *backup.Repository, error) {
+	sec, err := p.secondaryRepository()
+	if err != nil {
+		return backup.SyncResult{}, nil, err
+	}
+	if sec == nil {
+		return backup.SyncResult{}, nil, errors.New("no secondary storage configured: set HESTAMI_SECONDARY_STORAGE_URL or storage.secondary_url")
+	}
+	repo, err := p.repository(false)
+	if err != nil {
+		return backup.SyncResult{}, nil, err
+	}
+	res, err := repo.Sync(ctx, sec)
+	if u := p.cfg.Storage.WALURL; u != "" && u != p.cfg.Storage.URL {
+		walRepo, werr := p.repository(true)
+		if werr != nil {
+			return res, sec, errors.Join(err, werr)
+		}
+		wres, werr := walRepo.Sync(ctx, sec)
+		res.WAL = append(res.WAL, wres.WAL...)
+		err = errors.Join(err, werr)
+	}
+	return res, sec, err
 }
