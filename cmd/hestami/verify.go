@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"github.com/hestami/hestami/backup"
+	"github.com/hestami/hestami/postgres"
 	"github.com/hestami/hestami/progress"
 )
 
@@ -20,10 +24,14 @@ type verifyOutput struct {
 	// Recorded says whether the outcome was stored for backup prune.
 	Recorded    bool   `json:"recorded"`
 	RecordError string `json:"record_error,omitempty"`
+	// RestoreTest is the outcome of --restore-test ("" when not asked).
+	RestoreTest      string  `json:"restore_test,omitempty"`
+	RestoreTestError string  `json:"restore_test_error,omitempty"`
+	RestoreSeconds   float64 `json:"restore_test_seconds,omitempty"`
 }
 
 func (p *Program) backupVerifyCommand() *cobra.Command {
-	var asJSON bool
+	var asJSON, restoreTest bool
 	cmd := &cobra.Command{
 		Use:   "verify ID|latest [--json]",
 		Short: "Check that a backup can be restored: every object it needs, read in full",
@@ -70,6 +78,18 @@ untrusted, undecryptable, mismatch or error.
 			if !rep.OK {
 				rec.Error = failureSummary(rep)
 			}
+			if restoreTest && rep.OK {
+				rec.Method = "checksums+restore-test"
+				t0 := time.Now()
+				if terr := p.restoreTest(cmd, repo, id, asJSON); terr != nil {
+					rep.OK = false
+					rec.OK, rec.Error = false, "restore test: "+terr.Error()
+					out.RestoreTest, out.RestoreTestError = "failed", terr.Error()
+				} else {
+					out.RestoreTest = "ok"
+				}
+				out.RestoreSeconds = time.Since(t0).Seconds()
+			}
 			if repo.Verifier != nil && repo.Signer == nil {
 				p.logger.Warn("the verification record is stored unsigned, and hosts that check signatures will not trust it: configure the signing key (HESTAMI_SIGNING_KEY_FILE) here too", "backup", id)
 			}
@@ -82,6 +102,9 @@ untrusted, undecryptable, mismatch or error.
 			var verr error
 			if !rep.OK {
 				verr = errors.New(failureSummary(rep))
+				if out.RestoreTestError != "" {
+					verr = errors.New("restore test: " + out.RestoreTestError)
+				}
 			}
 			p.audit(ctx, repo, "backup.verify", id, verr, map[string]string{"objects": fmt.Sprint(rep.Checked)})
 			if asJSON {
@@ -91,8 +114,14 @@ untrusted, undecryptable, mismatch or error.
 			} else {
 				p.printVerify(rep)
 			}
+			if out.RestoreTestError != "" {
+				return fmt.Errorf("backup %s passed the checksums but failed the restore test: %s", id, out.RestoreTestError)
+			}
 			if !rep.OK {
 				return fmt.Errorf("backup %s failed verification: %s", id, failureSummary(rep))
+			}
+			if out.RestoreTest == "ok" && !asJSON {
+				fmt.Fprintf(p.Stdout, "Restore test passed in %.1f s.\n", out.RestoreSeconds)
 			}
 			if out.RecordError != "" {
 				return fmt.Errorf("backup %s passed verification, but the outcome could not be recorded, so backup prune will not count it: %s", id, out.RecordError)
@@ -101,6 +130,8 @@ untrusted, undecryptable, mismatch or error.
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&restoreTest, "restore-test", false, "also restore it for real: a physical backup into a scratch directory, replayed and started once "+
+		"on a free local port (as restore --verify); each database of a logical backup into a scratch database, dropped again")
 	return cmd
 }
 
@@ -157,4 +188,52 @@ func latestWithManifest(ctx context.Context, repo *backup.Repository) (string, e
 		}
 	}
 	return "", fmt.Errorf("%w: no backup with a manifest in %s (take one with hestami backup push)", backup.ErrBackupNotFound, repo.Storage)
+}
+
+// restoreTest restores backup id for real and throws the result away: a physical
+// backup as restore --verify does, into a scratch directory; each database of a
+// logical backup into a scratch database hestami_verify_<n>, dropped afterwards.
+// With asJSON the restores' own output goes to stderr, so stdout stays JSON.
+func (p *Program) restoreTest(cmd *cobra.Command, repo *backup.Repository, id string, asJSON bool) error {
+	ctx := cmd.Context()
+	m, err := repo.Manifest(ctx, id)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		saved := p.Stdout
+		p.Stdout = p.Stderr
+		defer func() { p.Stdout = saved }()
+	}
+	if m.Type == backup.Physical {
+		scratch, err := os.MkdirTemp("", "hestami-restore-test-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(scratch)
+		if err := postgres.MakeTraversable(scratch); err != nil {
+			return err
+		}
+		if err := os.Chmod(scratch, 0o755); err != nil {
+			return err
+		}
+		return p.restorePhysical(cmd, restoreOptions{To: filepath.Join(scratch, "data"), Backup: id, Verify: true, VerifyTimeout: time.Hour})
+	}
+	conn, err := postgres.Connect(ctx, p.cfg.Postgres.ConnString(""))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var errs []error
+	for i, db := range m.Databases {
+		into := fmt.Sprintf("hestami_verify_%d", i+1)
+		err := p.restoreLogical(cmd, restoreLogicalOptions{Backup: id, Database: db, Into: into, Jobs: 1})
+		if _, derr := conn.Exec(context.WithoutCancel(ctx), "DROP DATABASE IF EXISTS "+pgx.Identifier{into}.Sanitize()+" WITH (FORCE)"); derr != nil {
+			errs = append(errs, fmt.Errorf("drop scratch database %s: %w", into, derr))
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("database %s: %w", db, err))
+		}
+	}
+	return errors.Join(errs...)
 }
