@@ -93,9 +93,10 @@ command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
 # Debian's Chromium, for the status page's browser test (cmd/hestami, chromedp).
 command -v chromium >/dev/null || packages+=(chromium)
+# The zstd tool, which tests use to show a stored object decompresses by hand.
+command -v zstd >/dev/null || packages+=(zstd)
 if ((bench)); then
 	command -v pgbackrest >/dev/null || packages+=(pgbackrest)
-	command -v zstd >/dev/null || packages+=(zstd)
 fi
 
 if ((${#packages[@]} > 0)); then
