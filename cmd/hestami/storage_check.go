@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -324,6 +325,9 @@ func (p *Program) copyToSecondary(ctx context.Context, repo *backup.Repository, 
 // pushWALToSecondary copies the WAL file just archived from path to the secondary.
 // A failure is only logged: archiving into the primary must not depend on the
 // secondary; storage sync copies what is missing later.
+// secondaryWALTimeout bounds wal push's copy to the secondary storage.
+const secondaryWALTimeout = 30 * time.Second
+
 func (p *Program) pushWALToSecondary(ctx context.Context, repo *backup.Repository, path string) {
 	log := p.logger.With("wal", filepath.Base(path))
 	warn := func(err error) {
@@ -341,6 +345,10 @@ func (p *Program) pushWALToSecondary(ctx context.Context, repo *backup.Repositor
 	if err != nil {
 		return // not a WAL file name: Push already refused it
 	}
+	// A secondary that hangs must not hold up archiving: the copy gets a bounded
+	// time, and storage sync makes it later.
+	ctx, cancel := context.WithTimeout(ctx, secondaryWALTimeout)
+	defer cancel()
 	if _, err := repo.CopyMarker(ctx, sec); err != nil {
 		warn(err)
 		return
