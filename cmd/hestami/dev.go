@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -49,6 +50,11 @@ func (p *Program) runDev(cmd *cobra.Command, o devOptions) error {
 	dir, err := filepath.Abs(o.Dir)
 	if err != nil {
 		return err
+	}
+	if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", o.Port)); err != nil {
+		return fmt.Errorf("port %d on 127.0.0.1 is in use (another hestami dev, or a PostgreSQL server?): stop it, or pass --port with a free one", o.Port)
+	} else {
+		ln.Close()
 	}
 	bin, err := postgres.FindBinaries(13)
 	if err != nil {
