@@ -177,35 +177,9 @@ func splitSQL(b []byte) []sqlStatement {
 		switch {
 		case c == '\'':
 			escapes := i > 0 && (b[i-1] == 'E' || b[i-1] == 'e') && (i < 2 || !identByte(b[i-2]))
-			i++
-			for i < len(b) {
-				if escapes && b[i] == '\\' {
-					i += 2
-					continue
-				}
-				if b[i] == '\'' {
-					if i+1 < len(b) && b[i+1] == '\'' {
-						i += 2
-						continue
-					}
-					break
-				}
-				i++
-			}
-			i++
+			i = skipQuoted(b, i, escapes)
 		case c == '"':
-			i++
-			for i < len(b) {
-				if b[i] == '"' {
-					if i+1 < len(b) && b[i+1] == '"' {
-						i += 2
-						continue
-					}
-					break
-				}
-				i++
-			}
-			i++
+			i = skipQuoted(b, i, false)
 		case c == '$' && (i == 0 || !identByte(b[i-1])):
 			j := i + 1
 			for j < len(b) && (identByte(b[j]) && !(j == i+1 && b[j] >= '0' && b[j] <= '9')) {
@@ -292,18 +266,9 @@ func sqlTokens(b []byte, max int) []sqlToken {
 		default:
 			// A literal, number or punctuation: one opaque token is enough here.
 			toks = append(toks, sqlToken{s: string(c)})
-			i++
 			if c == '\'' {
-				for i < len(b) {
-					if b[i] == '\'' {
-						if i+1 < len(b) && b[i+1] == '\'' {
-							i += 2
-							continue
-						}
-						break
-					}
-					i++
-				}
+				i = skipQuoted(b, i, false)
+			} else {
 				i++
 			}
 		}
@@ -353,4 +318,23 @@ func skipSpaceOrComment(b []byte, i int) (int, bool) {
 		return i, true
 	}
 	return i, false
+}
+
+// skipQuoted returns the index just past the quoted string or identifier that
+// starts at b[i] with its quote character: a doubled quote stands for itself, and
+// with backslashes (E'...' strings) a backslash escapes the next byte. An
+// unterminated one runs to the end.
+func skipQuoted(b []byte, i int, backslashes bool) int {
+	q := b[i]
+	for i++; i < len(b); i++ {
+		switch {
+		case backslashes && b[i] == '\\':
+			i++
+		case b[i] == q && i+1 < len(b) && b[i+1] == q:
+			i++
+		case b[i] == q:
+			return i + 1
+		}
+	}
+	return len(b)
 }
