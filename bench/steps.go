@@ -350,28 +350,11 @@ func (b *bench) walPush(ctx context.Context) error {
 	cp95 := b.rep.row(opPushP95, "cp && sync", false)
 	hp50.Note = fmt.Sprintf("%d pushes of a 16 MiB segment, one repository per run", b.opts.Segments)
 	for run := range b.opts.Runs {
-		dir := filepath.Join(b.work, fmt.Sprintf("walpush-%d", run))
-		data := filepath.Join(dir, "data")
-		pgwal, err := b.fakeDataDir(data)
+		w, err := b.segmentsRun(fmt.Sprintf("walpush-%d", run), uint64(0x100+run)<<8, b.opts.Segments, false)
 		if err != nil {
 			return err
 		}
-		repo, cfg, dest := filepath.Join(dir, "repo"), filepath.Join(dir, "hestami.yaml"), filepath.Join(dir, "cp")
-		if err := b.writeHestamiConfig(cfg, repo); err != nil {
-			return err
-		}
-		if err := b.mkdir(dest); err != nil {
-			return err
-		}
-		names := make([]string, b.opts.Segments)
-		base := uint64(0x100+run) << 8
-		for k := range names {
-			names[k] = segName(1, base+uint64(k), b.segSize)
-			if err := b.copyFile(b.segment, filepath.Join(pgwal, names[k])); err != nil {
-				return err
-			}
-		}
-		syscall.Sync()
+		dir, data, repo, cfg, dest, names := w.dir, w.data, w.repo, w.cfg, w.dest, w.names
 
 		var hs, cs []time.Duration
 		var hRSS, cRSS int64
@@ -421,31 +404,11 @@ func (b *bench) backlog(ctx context.Context) error {
 	h := b.rep.row(opBacklog, fmt.Sprintf("hestami wal push, %d ready segments", n), true)
 	c := b.rep.row(opBacklog, fmt.Sprintf("cp && sync, %d segments", n), false)
 	for run := range b.opts.Runs {
-		dir := filepath.Join(b.work, fmt.Sprintf("backlog-%d", run))
-		data := filepath.Join(dir, "data")
-		pgwal, err := b.fakeDataDir(data)
+		w, err := b.segmentsRun(fmt.Sprintf("backlog-%d", run), uint64(0x200+run)<<8, n, true)
 		if err != nil {
 			return err
 		}
-		repo, cfg, dest := filepath.Join(dir, "repo"), filepath.Join(dir, "hestami.yaml"), filepath.Join(dir, "cp")
-		if err := b.writeHestamiConfig(cfg, repo); err != nil {
-			return err
-		}
-		if err := b.mkdir(dest); err != nil {
-			return err
-		}
-		names := make([]string, n)
-		base := uint64(0x200+run) << 8
-		for k := range names {
-			names[k] = segName(1, base+uint64(k), b.segSize)
-			if err := b.copyFile(b.segment, filepath.Join(pgwal, names[k])); err != nil {
-				return err
-			}
-			if err := b.writeFile(filepath.Join(pgwal, "archive_status", names[k]+".ready"), nil); err != nil {
-				return err
-			}
-		}
-		syscall.Sync()
+		dir, data, pgwal, repo, cfg, dest, names := w.dir, w.data, w.pgwal, w.repo, w.cfg, w.dest, w.names
 
 		if !h.failed() {
 			var rss int64
@@ -510,4 +473,43 @@ func percentile(ds []time.Duration, p int) time.Duration {
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	rank := (p*len(s) + 99) / 100 // ceil(p/100 * n)
 	return s[max(rank, 1)-1]
+}
+
+// walRun is one prepared run of a WAL step (see segmentsRun).
+type walRun struct {
+	dir, data, pgwal, repo, cfg, dest string
+	names                             []string
+}
+
+// segmentsRun prepares one run of a WAL step in work directory name: a fake data
+// directory holding n copies of the real segment under consecutive names from
+// segment number base (marked .ready when ready), a hestami config with a fresh
+// repository, and a directory for cp. Everything is synced to disk before timing.
+func (b *bench) segmentsRun(name string, base uint64, n int, ready bool) (walRun, error) {
+	dir := filepath.Join(b.work, name)
+	w := walRun{dir: dir, data: filepath.Join(dir, "data"), repo: filepath.Join(dir, "repo"),
+		cfg: filepath.Join(dir, "hestami.yaml"), dest: filepath.Join(dir, "cp"), names: make([]string, n)}
+	var err error
+	if w.pgwal, err = b.fakeDataDir(w.data); err != nil {
+		return w, err
+	}
+	if err := b.writeHestamiConfig(w.cfg, w.repo); err != nil {
+		return w, err
+	}
+	if err := b.mkdir(w.dest); err != nil {
+		return w, err
+	}
+	for k := range w.names {
+		w.names[k] = segName(1, base+uint64(k), b.segSize)
+		if err := b.copyFile(b.segment, filepath.Join(w.pgwal, w.names[k])); err != nil {
+			return w, err
+		}
+		if ready {
+			if err := b.writeFile(filepath.Join(w.pgwal, "archive_status", w.names[k]+".ready"), nil); err != nil {
+				return w, err
+			}
+		}
+	}
+	syscall.Sync()
+	return w, nil
 }
