@@ -32,6 +32,8 @@ type Config struct {
 	// Daemon and Notifications configure hestami backup daemon (daemon.go).
 	Daemon        Daemon        `yaml:"daemon"`
 	Notifications Notifications `yaml:"notifications"`
+	// Auth configures hestami auth serve (auth.go).
+	Auth Auth `yaml:"auth"`
 }
 
 // Encryption encrypts every object with age. Pushing needs only the recipients;
@@ -146,6 +148,7 @@ func Default() Config {
 		Log:           Log{Level: "info", Format: "text"},
 		Daemon:        DefaultDaemon(),
 		Notifications: DefaultNotifications(),
+		Auth:          DefaultAuth(),
 	}
 }
 
@@ -234,6 +237,7 @@ func Load(path string, getenv func(string) (string, bool)) (Config, error) {
 	str("HESTAMI_SIGNING_KEY_FILE", &c.Signing.KeyFile)
 	list("HESTAMI_SIGNING_PUBLIC_KEYS", &c.Signing.PublicKeys)
 	boolean("HESTAMI_SIGNING_ALLOW_UNSIGNED", &c.Signing.AllowUnsigned)
+	c.Auth.loadEnv(str, list, boolean)
 	if err := errors.Join(errs...); err != nil {
 		return c, err
 	}
@@ -310,6 +314,7 @@ func (c Config) Validate() error {
 	}
 	c.Daemon.validate(bad)
 	c.Notifications.validate(bad)
+	c.Auth.validate(bad)
 	return errors.Join(errs...)
 }
 
