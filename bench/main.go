@@ -15,9 +15,16 @@
 // the child's peak resident memory (ru_maxrss, which includes the waited-for
 // descendants of a shell pipeline) are recorded for every command.
 //
+// Step auth measures session validation — GET /api/v1/me with a session cookie —
+// against `hestami auth serve` on a database of the same cluster and against a bare
+// net/http handler (this binary re-executed with a hidden --bare-http ADDR), each
+// under 64 concurrent keep-alive connections on loopback for --auth-seconds after a
+// 1 s warm-up: throughput, p50 and p99 latency, and the servers' peak RSS (VmHWM),
+// from the run with the best throughput.
+//
 // Usage:
 //
-//	bench/run.sh [--scale 50] [--runs 3] [--json FILE] [--steps LIST] [--dir DIR] [--keep]
+//	bench/run.sh [--scale 50] [--runs 3] [--json FILE] [--steps LIST] [--dir DIR] [--keep] [--auth-seconds 5]
 //
 // The targets are informational: the exit status is 0 when every measurement was
 // taken, whatever the ratios, and 1 when the setup or a measurement failed.
@@ -38,7 +45,7 @@ import (
 )
 
 // steps are the benchmark's parts, in the order they run.
-var steps = []string{"physical", "restore", "logical", "walpush", "backlog", "encryption", "s3"}
+var steps = []string{"physical", "restore", "logical", "walpush", "backlog", "encryption", "s3", "auth"}
 
 // options are the command-line flags.
 type options struct {
@@ -51,10 +58,22 @@ type options struct {
 	Steps    []string
 	Segments int // WAL push latency: names pushed per run
 	Backlog  int // backlog: ready segments per run
+	// AuthSeconds is the auth step's measuring window, in seconds.
+	AuthSeconds int
 }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	if len(os.Args) == 3 && os.Args[1] == bareFlag {
+		// The auth step's baseline server, started by the auth step itself.
+		code := 0
+		if err := serveBare(ctx, os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			code = 1
+		}
+		stop()
+		os.Exit(code)
+	}
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -104,13 +123,16 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 Benchmarks hestami against pg_basebackup, pgBackRest, pg_dump and cp+sync on a fresh
 PostgreSQL cluster (pgbench data plus ~20%% incompressible bytes) and prints a table
 of wall time (minimum of --runs), size, peak memory and hestami/other ratios, then
-whether each target is MET or MISSED. Needs pgbackrest and zstd on PATH
+whether each target is MET or MISSED. Step auth loads GET /api/v1/me with a session
+cookie on hestami auth serve and on a bare net/http handler (64 keep-alive
+connections on loopback) and compares their throughput and p99 latency. Needs pgbackrest and zstd on PATH
 (scripts/install-deps.sh --bench) and the hestami binary (make build).
 
 Examples:
   bench/run.sh                               # what make bench runs: scale 50, 3 runs
   bench/run.sh --scale 5 --runs 1            # a quick run
   bench/run.sh --steps walpush,backlog --json bench/out/results.json
+  bench/run.sh --steps auth --scale 1 --runs 1 --auth-seconds 10
 
 Flags:
 `)
@@ -125,14 +147,15 @@ Flags:
 	stepList := fs.String("steps", strings.Join(steps, ","), "comma-separated parts to run: "+strings.Join(steps, ", "))
 	fs.IntVar(&o.Segments, "segments", 20, "WAL push latency: segment names pushed per run")
 	fs.IntVar(&o.Backlog, "backlog", 100, "backlog: ready segments cleared per run")
+	fs.IntVar(&o.AuthSeconds, "auth-seconds", 5, "auth: seconds each server is measured per run, after a 1 s warm-up")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q; see --help", fs.Arg(0))
 	}
-	if o.Scale < 1 || o.Runs < 1 || o.Segments < 1 || o.Backlog < 1 {
-		return o, errors.New("--scale, --runs, --segments and --backlog must be at least 1")
+	if o.Scale < 1 || o.Runs < 1 || o.Segments < 1 || o.Backlog < 1 || o.AuthSeconds < 1 {
+		return o, errors.New("--scale, --runs, --segments, --backlog and --auth-seconds must be at least 1")
 	}
 	for _, s := range strings.Split(*stepList, ",") {
 		s = strings.TrimSpace(s)

@@ -22,10 +22,17 @@ type result struct {
 	Seconds     float64   `json:"seconds"` // minimum over the runs
 	SizeBytes   int64     `json:"size_bytes,omitempty"`
 	PeakRSSKiB  int64     `json:"peak_rss_kib"`         // maximum over the runs
-	PerSecond   float64   `json:"per_second,omitempty"` // backlog: segments/s; s3, encryption: MB/s of RawBytes
+	PerSecond   float64   `json:"per_second,omitempty"` // backlog: segments/s; s3, encryption: MB/s of RawBytes; auth: requests/s
 	RawBytes    int64     `json:"raw_bytes,omitempty"`  // s3, encryption: the backup's uncompressed size
-	Note        string    `json:"note,omitempty"`
-	Error       string    `json:"error,omitempty"`
+	// Load rows (auth): Seconds is the p50 latency and PerSecond the throughput
+	// of the run with the best throughput, whose latencies and request count these
+	// are; RunsSeconds holds every run's p50, RunsPerSecond its throughput.
+	RunsPerSecond []float64 `json:"runs_per_second,omitempty"`
+	P50Millis     float64   `json:"p50_ms,omitempty"`
+	P99Millis     float64   `json:"p99_ms,omitempty"`
+	Requests      int64     `json:"requests,omitempty"`
+	Note          string    `json:"note,omitempty"`
+	Error         string    `json:"error,omitempty"`
 }
 
 // add records one run.
@@ -209,6 +216,23 @@ func (rep *report) evaluate() {
 			t.Status = metOr(h.PerSecond >= 40)
 		} else {
 			t.Value = "hestami failed"
+		}
+	}
+	rep.Targets = append(rep.Targets, t)
+
+	t = target{Name: "session validation throughput ≥ 0.5× bare net/http", Status: "NOT MEASURED", Value: "step not run"}
+	if h, o := rep.hestamiRow(opSession), rep.find(opSession, "bare net/http"); h != nil && o != nil {
+		switch {
+		case !h.measured():
+			t.Value = "hestami failed"
+		case !o.measured():
+			t.Value = o.Tool + " failed"
+		case o.PerSecond == 0:
+			t.Value = "no requests"
+		default:
+			r := h.PerSecond / o.PerSecond
+			t.Value = fmt.Sprintf("%.2f× (%.0f vs %.0f req/s; p99 %.2f ms vs %.2f ms)", r, h.PerSecond, o.PerSecond, h.P99Millis, o.P99Millis)
+			t.Status = metOr(r >= 0.5)
 		}
 	}
 	rep.Targets = append(rep.Targets, t)

@@ -106,6 +106,8 @@ func (b *bench) run(ctx context.Context) (rep *report, err error) {
 			err = b.encryption(ctx)
 		case "s3":
 			err = b.s3(ctx)
+		case "auth":
+			err = b.auth(ctx)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
