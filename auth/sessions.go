@@ -15,7 +15,7 @@ func (s *Service) Authenticate(ctx context.Context, token string, c Client) (*Se
 	if token == "" {
 		return nil, nil, errSignedOut
 	}
-	sess, err := s.store.Session(ctx, HashToken(token))
+	sess, u, err := s.store.SessionUser(ctx, HashToken(token))
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil, errSignedOut
 	}
@@ -23,14 +23,7 @@ func (s *Service) Authenticate(ctx context.Context, token string, c Client) (*Se
 		return nil, nil, fmt.Errorf("load session: %w", err)
 	}
 	now := s.now()
-	if !sess.Active(now) {
-		return nil, nil, errSignedOut
-	}
-	u, err := s.store.User(ctx, sess.UserID)
-	if err != nil {
-		return nil, nil, fmt.Errorf("load session user: %w", err)
-	}
-	if u.Disabled {
+	if !sess.Active(now) || u.Disabled {
 		return nil, nil, errSignedOut
 	}
 	if now.Sub(sess.LastSeenAt) >= s.cfg.TouchInterval || (c.IP != "" && c.IP != sess.IP) {

@@ -53,6 +53,9 @@ type SessionStore interface {
 	CreateSession(ctx context.Context, s *Session) error
 	// Session returns the session with id, revoked or not; ErrNotFound if none.
 	Session(ctx context.Context, id string) (*Session, error)
+	// SessionUser returns the session with id and its user in one round trip
+	// (every authenticated request asks); ErrNotFound if there is no session.
+	SessionUser(ctx context.Context, id string) (*Session, *User, error)
 	// TouchSession sets the session's LastSeenAt (and IP, if not empty).
 	TouchSession(ctx context.Context, id string, at time.Time, ip string) error
 	// Sessions returns the user's sessions that are not revoked and end after

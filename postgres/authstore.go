@@ -396,6 +396,30 @@ func (s *AuthStore) Session(ctx context.Context, id string) (*auth.Session, erro
 	return sess, nil
 }
 
+// SessionUser returns the session with id and its user in one query;
+// auth.ErrNotFound if there is no session.
+func (s *AuthStore) SessionUser(ctx context.Context, id string) (*auth.Session, *auth.User, error) {
+	var sess auth.Session
+	var u auth.User
+	var revoked *time.Time
+	var typ string
+	err := s.pool.QueryRow(ctx, `SELECT s.id, s.user_id, s.created_at, s.last_seen_at, s.expires_at, s.idle_timeout, s.ip, s.user_agent,
+			s.methods, s.auth_time, s.revoked_at,
+			u.id, u.type, u.email, u.email_verified, u.name, u.avatar_url, u.roles, u.disabled, u.created_at, u.updated_at
+		FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1`, id).Scan(
+		&sess.ID, &sess.UserID, &sess.CreatedAt, &sess.LastSeenAt, &sess.ExpiresAt, &sess.IdleTimeout, &sess.IP, &sess.UserAgent,
+		&sess.Methods, &sess.AuthTime, &revoked,
+		&u.ID, &typ, &u.Email, &u.EmailVerified, &u.Name, &u.AvatarURL, &u.Roles, &u.Disabled, &u.CreatedAt, &u.UpdatedAt)
+	if err != nil {
+		return nil, nil, storeErr("session", err)
+	}
+	if revoked != nil {
+		sess.RevokedAt = *revoked
+	}
+	u.Type = auth.UserType(typ)
+	return &sess, &u, nil
+}
+
 // TouchSession sets the session's LastSeenAt (and IP, if not empty);
 // auth.ErrNotFound if there is no such session.
 func (s *AuthStore) TouchSession(ctx context.Context, id string, at time.Time, ip string) error {

@@ -11,6 +11,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
+// minPoolConns is the fewest connections OpenPool's pool may open, unless the URL
+// says otherwise (pool_max_conns).
+const minPoolConns = 16
+
 // OpenPool opens a connection pool to the auth service's database and checks that
 // it answers. dbURL is a PostgreSQL URL or keyword/value string (HESTAMI_DATABASE_URL);
 // empty, or any field it leaves out, comes from the libpq environment (PGHOST,
@@ -21,6 +25,11 @@ func OpenPool(ctx context.Context, dbURL string) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("database settings: %s (check HESTAMI_DATABASE_URL, e.g. postgres://user@host:5432/dbname, or the PG* variables)",
 			redactPassword(err.Error(), dbURL, ""))
+	}
+	if !strings.Contains(dbURL, "pool_max_conns") && cfg.MaxConns < minPoolConns {
+		// pgxpool's default (4, or the CPU count) starves a web service whose
+		// every request asks the database; PostgreSQL's default allows 100.
+		cfg.MaxConns = minPoolConns
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = 10 * time.Second

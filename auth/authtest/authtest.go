@@ -546,6 +546,17 @@ func testSession(t *testing.T, s auth.Store) {
 	sameSession(t, "Session after CreateSession", getSession(t, s, sess.ID), sess)
 	_, err := s.Session(t.Context(), auth.HashToken("never issued"))
 	wantErr(t, "Session of an unknown id", err, auth.ErrNotFound)
+
+	got, gotUser, err := s.SessionUser(t.Context(), sess.ID)
+	if err != nil {
+		t.Fatalf("SessionUser: %v", err)
+	}
+	sameSession(t, "SessionUser's session", got, sess)
+	if gotUser.ID != u.ID || gotUser.Email != u.Email || gotUser.Type != u.Type || !slices.Equal(gotUser.Roles, u.Roles) {
+		t.Errorf("SessionUser's user = %+v, want %+v", gotUser, u)
+	}
+	_, _, err = s.SessionUser(t.Context(), auth.HashToken("never issued"))
+	wantErr(t, "SessionUser of an unknown id", err, auth.ErrNotFound)
 }
 
 func testTouchSession(t *testing.T, s auth.Store) {
