@@ -21,6 +21,7 @@ import (
 
 	"github.com/hestami/hestami/auth"
 	"github.com/hestami/hestami/authhttp"
+	"github.com/hestami/hestami/oidcprovider"
 	"github.com/hestami/hestami/pgtest"
 	"github.com/hestami/hestami/postgres"
 	"github.com/hestami/hestami/prometheus"
@@ -133,6 +134,9 @@ type envOptions struct {
 	returnOrigins []string
 	oidc          authhttp.OIDCLogin
 	providerTypes map[string][]auth.UserType
+	// oidcClients, if any, mount the real OpenID Connect provider at /oidc/
+	// with these clients (and make it the OIDCLogin).
+	oidcClients []oidcprovider.Client
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -163,10 +167,21 @@ func newEnv(t *testing.T, o envOptions) *env {
 	e.svc = auth.NewService(e.store, providers, cfg, time.Now, logger)
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
+	var oidcHandler http.Handler
+	if len(o.oidcClients) > 0 {
+		op, err := oidcprovider.New(ctx, oidcprovider.Config{
+			Issuer: e.base + "/oidc", Clients: o.oidcClients,
+			LoginURL: func(id string) string { return e.base + "/oidc-login?" + url.Values{"id": {id}}.Encode() },
+		}, postgres.NewOIDCStore(pool), e.store, time.Now, logger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.oidc, oidcHandler = op, op.Handler()
+	}
 	srv, err := authhttp.New(authhttp.Options{
 		Service: e.svc, PublicURL: e.base, Logger: logger, CSRFKey: key,
-		Ready:   func(ctx context.Context) error { return pool.Ping(ctx) },
-		OIDC:    o.oidc,
+		Ready: func(ctx context.Context) error { return pool.Ping(ctx) },
+		OIDC:  o.oidc, OIDCHandler: oidcHandler,
 		Metrics: e.metrics, MetricsHandler: e.metrics.Handler(logger),
 	})
 	if err != nil {

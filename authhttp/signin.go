@@ -54,6 +54,7 @@ type signinPage struct {
 var (
 	signinErrors = map[string]string{
 		"session_ended": "Your session ended. Sign in again to continue.",
+		"reauth":        "The application asks you to sign in again before it continues.",
 	}
 	signinNotices = map[string]string{
 		"signed_out": "You are signed out.",
@@ -226,13 +227,19 @@ func (s *Server) oidcLogin(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, auth.Errorf(auth.CodeInvalid, "The sign-in link is missing its request id. Go back to the application and sign in from there again."))
 		return
 	}
+	back := "/oidc-login?" + url.Values{"id": {id}}.Encode()
 	sess, u, ok := s.optionalSession(r)
 	if !ok {
-		back := "/oidc-login?" + url.Values{"id": {id}}.Encode()
 		http.Redirect(w, r, "/signin?"+url.Values{"return_to": {back}}.Encode(), http.StatusSeeOther)
 		return
 	}
 	next, err := s.oidc.Complete(r.Context(), id, sess, u)
+	if auth.ErrorCode(err) == auth.CodeUnauthorized {
+		// The application wants a more recent sign-in (prompt=login, max_age):
+		// signing in again makes a session that satisfies it.
+		http.Redirect(w, r, "/signin?"+url.Values{"return_to": {back}, "error": {"reauth"}}.Encode(), http.StatusSeeOther)
+		return
+	}
 	if err != nil {
 		s.failPage(w, r, err, "Signing in to the application did not work", []link{{"/account", "Go to your account"}})
 		return

@@ -436,6 +436,13 @@ func TestOIDCLoginSignsInFirst(t *testing.T) {
 	if p := b.get("/oidc-login?id=unknown"); p.StatusCode != http.StatusNotFound {
 		t.Errorf("unknown request: %d, want 404", p.StatusCode)
 	}
+	// A client that wants a fresh sign-in (prompt=login) gets the sign-in page
+	// again, with the way back.
+	p = b.get("/oidc-login?id=fresh")
+	if p.Request.URL.Path != "/signin" || p.Request.URL.Query().Get("return_to") != "/oidc-login?id=fresh" ||
+		!strings.Contains(text(p.body), "asks you to sign in again") {
+		t.Errorf("prompt=login: ended at %s\n%s", p.Request.URL, text(p.body))
+	}
 }
 
 type fakeOP struct {
@@ -450,6 +457,9 @@ func (f *fakeOP) completed() string {
 }
 
 func (f *fakeOP) Complete(ctx context.Context, id string, sess *auth.Session, u *auth.User) (string, error) {
+	if id == "fresh" {
+		return "", auth.Errorf(auth.CodeUnauthorized, "This application asks you to sign in again.")
+	}
 	if id != "req-1" {
 		return "", auth.Errorf(auth.CodeNotFound, "That sign-in request has expired. Go back to the application and sign in again.")
 	}
