@@ -45,6 +45,10 @@ type Config struct {
 	// RefreshTokenTTL (default 30 days) are the tokens' lifetimes; no token
 	// outlives the session it came from.
 	AccessTokenTTL, IDTokenTTL, RefreshTokenTTL time.Duration
+	// RefreshReuseGrace is how long a refresh token, once exchanged, may be
+	// exchanged again (two requests of the frontend refreshing at once) before a
+	// reuse counts as a leak and revokes the grant. Default 0: never.
+	RefreshReuseGrace time.Duration
 	// LoginTimeout is how long a person has to sign in (default 10 minutes).
 	LoginTimeout time.Duration
 	// LoginURL is where the provider sends a browser to sign in for request

@@ -362,3 +362,32 @@ func TestWrongClientSecretRefused(t *testing.T) {
 		t.Fatalf("exchange with a wrong secret: %v, want invalid_client", err)
 	}
 }
+
+// TestRefreshReuseGrace: with a grace, two refreshes with one token at once
+// (two requests of the frontend) both work; a reuse after the grace still
+// revokes the grant.
+func TestRefreshReuseGrace(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *oidcprovider.Config) { c.RefreshReuseGrace = 10 * time.Second })
+	c := e.rp(frontendID, frontendSecret, frontendRedirect)
+	first, _ := c.signIn(e.browser())
+	a, err := c.refresh(first.RefreshToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(5 * time.Second)
+	b, err := c.refresh(first.RefreshToken)
+	if err != nil {
+		t.Fatalf("second refresh within the grace: %v", err)
+	}
+	if _, err := c.refresh(a.RefreshToken); err != nil {
+		t.Fatalf("the first branch after a reuse within the grace: %v", err)
+	}
+	e.clock.Advance(6 * time.Second)
+	if _, err := c.refresh(first.RefreshToken); oauthError(err) != "invalid_grant" {
+		t.Fatalf("reuse after the grace: %v, want invalid_grant", err)
+	}
+	if _, err := c.refresh(b.RefreshToken); oauthError(err) != "invalid_grant" {
+		t.Fatalf("refresh token of the revoked grant: %v, want invalid_grant", err)
+	}
+}

@@ -247,6 +247,9 @@ func (s storage) issue(ctx context.Context, req op.TokenRequest, withRefresh boo
 		is.Code, is.Grant, scopes = r.r.ID, g, r.r.Scopes
 	case *refreshRequest:
 		g, scopes, is.Rotate = r.g, r.scopes, r.t.ID
+		if s.cfg.RefreshReuseGrace > 0 {
+			is.RotateUsedSince = now.Add(-s.cfg.RefreshReuseGrace)
+		}
 	default:
 		return nil, "", oidc.ErrUnsupportedGrantType()
 	}
@@ -309,7 +312,7 @@ func (s storage) TokenRequestByRefreshToken(ctx context.Context, token string) (
 	if err != nil {
 		return nil, fmt.Errorf("refresh token grant: %w", err)
 	}
-	if !t.UsedAt.IsZero() {
+	if !t.UsedAt.IsZero() && (s.cfg.RefreshReuseGrace <= 0 || now.Sub(t.UsedAt) >= s.cfg.RefreshReuseGrace) {
 		if g.RevokedAt.IsZero() {
 			s.log.Warn("oidc: refresh token used twice; revoking its grant", "client", g.ClientID, "user", g.UserID)
 			if err := s.store.RevokeGrant(ctx, g.ID, now); err != nil {

@@ -87,8 +87,10 @@ type Issue struct {
 	Code  string
 	Grant *Grant
 	// Rotate, when not empty, is the ID of the refresh token exchanged: its
-	// UsedAt is set to Now.
-	Rotate  string
+	// UsedAt is set to Now. A token used already rotates again only if it was
+	// used at or after RotateUsedSince (the reuse grace; zero: never).
+	Rotate          string
+	RotateUsedSince time.Time
 	Access  *Token
 	Refresh *Token // nil: no refresh token
 	Now     time.Time

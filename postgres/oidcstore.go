@@ -239,7 +239,8 @@ func (s *OIDCStore) IssueTokens(ctx context.Context, is *oidcprovider.Issue) err
 			}
 		}
 		if is.Rotate != "" {
-			tag, err := tx.Exec(ctx, `UPDATE oidc_refresh_tokens SET used_at = $2 WHERE id = $1 AND used_at IS NULL AND revoked_at IS NULL`, is.Rotate, is.Now)
+			tag, err := tx.Exec(ctx, `UPDATE oidc_refresh_tokens SET used_at = COALESCE(used_at, $2)
+				WHERE id = $1 AND revoked_at IS NULL AND (used_at IS NULL OR used_at >= $3)`, is.Rotate, is.Now, optTime(is.RotateUsedSince))
 			if err != nil {
 				return err
 			}
