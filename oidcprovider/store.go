@@ -91,9 +91,9 @@ type Issue struct {
 	// used at or after RotateUsedSince (the reuse grace; zero: never).
 	Rotate          string
 	RotateUsedSince time.Time
-	Access  *Token
-	Refresh *Token // nil: no refresh token
-	Now     time.Time
+	Access          *Token
+	Refresh         *Token // nil: no refresh token
+	Now             time.Time
 }
 
 // StoredKey is a token signing key kept in the store.
