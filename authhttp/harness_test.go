@@ -137,6 +137,9 @@ type envOptions struct {
 	// oidcClients, if any, mount the real OpenID Connect provider at /oidc/
 	// with these clients (and make it the OIDCLogin).
 	oidcClients []oidcprovider.Client
+	// providers adds real providers (package oauth, against oauthtest's fakes)
+	// beside the alpha and beta stand-ins; redirect is each one's callback URL.
+	providers func(redirect func(name string) string) []auth.Provider
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -159,6 +162,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 	var providers []auth.Provider
 	for _, p := range [][2]string{{"alpha", "Alpha"}, {"beta", "Beta"}} {
 		providers = append(providers, &fakeProvider{name: p[0], display: p[1], idp: e.idp, redirectURL: authhttp.CallbackURL(e.base, p[0])})
+	}
+	if o.providers != nil {
+		providers = append(providers, o.providers(func(name string) string { return authhttp.CallbackURL(e.base, name) })...)
 	}
 	cfg := auth.DefaultConfig()
 	cfg.ReturnOrigins = o.returnOrigins
