@@ -149,7 +149,6 @@ func TestInternalErrorsAreLoggedNotShown(t *testing.T) {
 	}
 }
 
-
 func TestDevModeBanner(t *testing.T) {
 	t.Parallel()
 	for _, dev := range []bool{false, true} {
