@@ -52,6 +52,24 @@ func TestSignInLikeAuthJS(t *testing.T) {
 		t.Fatalf("userinfo sub %q email %q claims %+v", ui.Subject, ui.Email, uc)
 	}
 
+	var atClaims struct {
+		Sub      string   `json:"sub"`
+		ClientID string   `json:"client_id"`
+		Scope    string   `json:"scope"`
+		UserType string   `json:"hestami_user_type"`
+		Roles    []string `json:"roles"`
+		SID      string   `json:"sid"`
+	}
+	if payload, err := base64.RawURLEncoding.DecodeString(strings.Split(tok.AccessToken, ".")[1]); err != nil {
+		t.Fatal(err)
+	} else if err := json.Unmarshal(payload, &atClaims); err != nil {
+		t.Fatal(err)
+	}
+	if atClaims.Sub != e.user.ID || atClaims.ClientID != frontendID || atClaims.Scope != "openid profile email offline_access" ||
+		atClaims.UserType != "owner" || !slices.Equal(atClaims.Roles, []string{"owner"}) || atClaims.SID != cl.SID {
+		t.Fatalf("access token claims %+v", atClaims)
+	}
+
 	at, err := e.p.VerifyAccessToken(t.Context(), tok.AccessToken)
 	if err != nil {
 		t.Fatalf("VerifyAccessToken: %v", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -596,13 +597,14 @@ func (s storage) GetPrivateClaimsFromScopes(context.Context, string, string, []s
 	return nil, nil
 }
 
-// GetPrivateClaimsFromRequest adds the user type, roles and sid to access tokens.
+// GetPrivateClaimsFromRequest adds the scope, user type, roles and sid to access
+// tokens.
 func (s storage) GetPrivateClaimsFromRequest(ctx context.Context, req op.TokenRequest, _ []string) (map[string]any, error) {
 	u, err := s.users.User(ctx, req.GetSubject())
 	if err != nil {
 		return nil, fmt.Errorf("load user: %w", err)
 	}
-	claims := map[string]any{ClaimUserType: string(u.Type), ClaimRoles: roles(u)}
+	claims := map[string]any{ClaimUserType: string(u.Type), ClaimRoles: roles(u), "scope": strings.Join(req.GetScopes(), " ")}
 	switch r := req.(type) {
 	case opAuthRequest:
 		claims["sid"] = r.r.ID
