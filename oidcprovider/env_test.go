@@ -304,6 +304,7 @@ func oauthError(err error) string {
 
 // idClaims are the ID token claims the frontend uses.
 type idClaims struct {
+	Sub           string   `json:"sub"`
 	Email         string   `json:"email"`
 	EmailVerified bool     `json:"email_verified"`
 	Name          string   `json:"name"`
