@@ -166,6 +166,14 @@ func New(ctx context.Context, cfg Config, store Store, users UserSource, now fun
 			AllowedHeaders: []string{"Accept", "Authorization", "Content-Type"},
 		}),
 	}
+	var algs []string
+	for _, k := range p.keys {
+		if !slices.Contains(algs, string(k.alg)) {
+			algs = append(algs, string(k.alg))
+		}
+	}
+	opts = append(opts, op.WithAccessTokenVerifierOpts(op.WithSupportedAccessTokenSigningAlgorithms(algs...)),
+		op.WithIDTokenHintVerifierOpts(op.WithSupportedIDTokenHintSigningAlgorithms(algs...)))
 	if iss.Scheme == "http" {
 		opts = append(opts, op.WithAllowInsecure())
 	}
@@ -365,7 +373,9 @@ var errBadToken = auth.Errorf(auth.CodeUnauthorized, "The access token is not va
 // enabled. Errors are *auth.Error CodeUnauthorized, except a failing store.
 func (p *Provider) VerifyAccessToken(ctx context.Context, token string) (*AccessToken, error) {
 	ctx = op.ContextWithIssuer(ctx, p.issuer)
-	claims, err := op.VerifyAccessToken[*oidc.AccessTokenClaims](ctx, token, p.op.AccessTokenVerifier(ctx))
+	v := p.op.AccessTokenVerifier(ctx)
+	v.Offset = p.now().Sub(time.Now()) // expiry by the provider's clock
+	claims, err := op.VerifyAccessToken[*oidc.AccessTokenClaims](ctx, token, v)
 	if err != nil {
 		return nil, errBadToken.WithCause(err)
 	}

@@ -470,3 +470,34 @@ func TestNewAcceptsLoopbackHTTP(t *testing.T) {
 		}
 	}
 }
+
+// TestSignInWithECKey: an ECDSA P-256 key file signs ES256 tokens that the
+// client, userinfo, VerifyAccessToken and end_session all accept.
+func TestSignInWithECKey(t *testing.T) {
+	t.Parallel()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalECPrivateKey(key)
+	path := filepath.Join(t.TempDir(), "ec.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(c *oidcprovider.Config) { c.SigningKeyFile = path })
+	c := e.rp(frontendID, frontendSecret, frontendRedirect)
+	tok, _ := c.signIn(e.browser())
+	if !strings.HasPrefix(tok.Extra("id_token").(string), "eyJhbGciOiJFUzI1NiI") { // {"alg":"ES256"
+		t.Fatalf("ID token header: %.40s", tok.Extra("id_token"))
+	}
+	if _, err := c.userinfo(tok); err != nil {
+		t.Fatalf("userinfo: %v", err)
+	}
+	if _, err := e.p.VerifyAccessToken(t.Context(), tok.AccessToken); err != nil {
+		t.Fatalf("VerifyAccessToken: %v", err)
+	}
+	q := url.Values{"id_token_hint": {tok.Extra("id_token").(string)}, "post_logout_redirect_uri": {frontendLogout}}
+	if _, _, loc := visit(t, e.browser(), e.issuer+"/end_session?"+q.Encode()); loc == nil || loc.String() != frontendLogout {
+		t.Fatalf("end_session: %v", loc)
+	}
+	if _, err := c.refresh(tok.RefreshToken); oauthError(err) != "invalid_grant" {
+		t.Fatalf("refresh after end_session: %v, want invalid_grant", err)
+	}
+}
