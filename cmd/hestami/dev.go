@@ -17,8 +17,9 @@ import (
 
 // devOptions are the flags of hestami dev.
 type devOptions struct {
-	Dir  string
-	Port int
+	Dir      string
+	Port     int
+	AuthPort int
 }
 
 func (p *Program) devCommand() *cobra.Command {
@@ -42,6 +43,7 @@ Run as root (a container, a CI machine), the cluster runs as the postgres user
 	}
 	cmd.Flags().StringVar(&o.Dir, "dir", ".hestami", "directory for the cluster, the repository and the config")
 	cmd.Flags().IntVar(&o.Port, "port", 54320, "port of the local PostgreSQL (127.0.0.1 only)")
+	cmd.Flags().IntVar(&o.AuthPort, "auth-port", 8080, "port of the local sign-in service (127.0.0.1 only; 0: don't run it)")
 	return cmd
 }
 
@@ -54,6 +56,13 @@ func (p *Program) runDev(cmd *cobra.Command, o devOptions) error {
 	if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", o.Port)); err != nil {
 		return fmt.Errorf("port %d on 127.0.0.1 is in use (another hestami dev, or a PostgreSQL server?): stop it, or pass --port with a free one", o.Port)
 	} else {
+		ln.Close()
+	}
+	if o.AuthPort != 0 {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", o.AuthPort))
+		if err != nil {
+			return fmt.Errorf("port %d on 127.0.0.1 is in use (another hestami dev, or another web server?): stop it, or pass --auth-port with a free one (0 runs no sign-in service)", o.AuthPort)
+		}
 		ln.Close()
 	}
 	bin, err := postgres.FindBinaries(13)
@@ -148,7 +157,34 @@ postgres:
 	if err := p.pushLogical(cmd, pushOptions{Type: "logical"}); err != nil {
 		return fmt.Errorf("first logical backup: %w", err)
 	}
+	authErr := make(chan error, 1)
+	authURL := ""
+	if o.AuthPort != 0 {
+		acfg := p.cfg.Auth
+		acfg.DevMode, acfg.Migrate = true, true
+		acfg.Listen = fmt.Sprintf("127.0.0.1:%d", o.AuthPort)
+		acfg.PublicURL = fmt.Sprintf("http://localhost:%d", o.AuthPort)
+		acfg.DatabaseURL = c.ConnString("hestami")
+		ready := make(chan struct{})
+		go func() {
+			authErr <- p.serveAuth(ctx, acfg, authServeDeps{DevUsers: true, Ready: func(string) { close(ready) }})
+		}()
+		select {
+		case <-ready:
+			authURL = acfg.PublicURL
+		case err := <-authErr:
+			return fmt.Errorf("start the sign-in service: %w", err)
+		}
+	}
 	exe := executable()
+	if authURL != "" {
+		fmt.Fprintf(w, `
+The sign-in service runs at %[1]s with the development identity provider:
+  open %[1]s/signin and pick a test user (admin@hestami.local is a staff
+  administrator; owner@ and provider@hestami.local create marketplace accounts).
+  API: %[1]s/api/v1/me   OpenAPI: %[1]s/api/openapi.json   OIDC: %[1]s/oidc/.well-known/openid-configuration
+`, authURL)
+	}
 	fmt.Fprintf(w, `
 The local stack is up. Try:
   psql "host=127.0.0.1 port=%[1]d user=postgres dbname=hestami"
@@ -166,7 +202,16 @@ Restore one database from the logical backup:
 
 Press Ctrl-C to stop.
 `, o.Port, paths.cfg, exe)
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+		if o.AuthPort != 0 {
+			if err := <-authErr; err != nil {
+				p.logger.Error("sign-in service", "err", err)
+			}
+		}
+	case err := <-authErr:
+		return fmt.Errorf("the sign-in service stopped: %w", err)
+	}
 	fmt.Fprintln(w, "\nStopping the local PostgreSQL...")
 	return nil
 }

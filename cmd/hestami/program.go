@@ -85,6 +85,7 @@ Configuration: --config FILE (YAML), HESTAMI_* variables and the libpq variables
 	root.AddCommand(p.keysCommand())
 	root.AddCommand(p.walCommand(), p.backupCommand(), p.restoreCommand(), p.auditCommand(), p.devCommand())
 	root.AddCommand(p.storageCommand()) // storage_check.go
+	root.AddCommand(p.authCommand())    // auth.go, auth_serve.go
 	return root
 }
 
