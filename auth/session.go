@@ -25,13 +25,27 @@ type Session struct {
 	// names for a sign-in, "otp", "hwk"... for second factors).
 	Methods []string
 	// AuthTime is when the user last proved who they are.
-	AuthTime  time.Time
+	AuthTime time.Time
+	// MFAAt is when a second factor was last verified in this session (zero:
+	// never): step-up asks for a fresh one.
+	MFAAt     time.Time
 	RevokedAt time.Time // zero while the session is not revoked
 }
 
 // Active reports whether s still signs its user in at now.
 func (s *Session) Active(now time.Time) bool {
 	return s.RevokedAt.IsZero() && now.Before(s.ExpiresAt) && now.Before(s.LastSeenAt.Add(s.IdleTimeout))
+}
+
+// SecondFactors returns the second-factor methods verified in the session.
+func (s *Session) SecondFactors() []string {
+	var out []string
+	for _, m := range s.Methods {
+		if IsSecondFactor(m) {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // NewToken returns a random token of 256 bits, URL-safe.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 var errSignedOut = Errorf(CodeUnauthorized, "You are signed out (your session ended or was revoked). Sign in again.")
@@ -56,6 +57,33 @@ func (s *Service) RotateSession(ctx context.Context, sess *Session, u *User, c C
 	next.AuthTime, next.ExpiresAt = sess.AuthTime, sess.ExpiresAt
 	if err := s.store.RevokeSession(ctx, sess.UserID, sess.ID, now); err != nil {
 		return "", nil, fmt.Errorf("rotate session: %w", err)
+	}
+	return token, next, nil
+}
+
+// ElevateSession records that a second factor (method) was just verified in sess:
+// it replaces sess with a new session (a privilege change rotates the id) whose
+// Methods include method and whose MFAAt is now, and returns the new token.
+func (s *Service) ElevateSession(ctx context.Context, sess *Session, u *User, method string, c Client) (string, *Session, error) {
+	if !IsSecondFactor(method) {
+		return "", nil, fmt.Errorf("elevate session: %q is not a second factor", method)
+	}
+	now := s.now()
+	methods := append([]string{}, sess.Methods...)
+	if !slices.Contains(methods, method) {
+		methods = append(methods, method)
+	}
+	token := NewToken()
+	next := &Session{
+		ID: HashToken(token), UserID: sess.UserID, CreatedAt: now, LastSeenAt: now, ExpiresAt: sess.ExpiresAt,
+		IdleTimeout: sess.IdleTimeout, IP: c.IP, UserAgent: truncate(c.UserAgent, 512), Methods: methods,
+		AuthTime: sess.AuthTime, MFAAt: now,
+	}
+	if err := s.store.CreateSession(ctx, next); err != nil {
+		return "", nil, fmt.Errorf("elevate session: %w", err)
+	}
+	if err := s.store.RevokeSession(ctx, sess.UserID, sess.ID, now); err != nil {
+		return "", nil, fmt.Errorf("elevate session: %w", err)
 	}
 	return token, next, nil
 }

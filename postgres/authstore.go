@@ -361,16 +361,19 @@ func (s *AuthStore) RemoveIdentity(ctx context.Context, userID, provider, subjec
 	return storeErr(what, err)
 }
 
-const sessionColumns = `id, user_id, created_at, last_seen_at, expires_at, idle_timeout, ip, user_agent, methods, auth_time, revoked_at`
+const sessionColumns = `id, user_id, created_at, last_seen_at, expires_at, idle_timeout, ip, user_agent, methods, auth_time, revoked_at, mfa_at`
 
 func scanSession(row pgx.Row) (*auth.Session, error) {
 	var s auth.Session
-	var revoked *time.Time
-	if err := row.Scan(&s.ID, &s.UserID, &s.CreatedAt, &s.LastSeenAt, &s.ExpiresAt, &s.IdleTimeout, &s.IP, &s.UserAgent, &s.Methods, &s.AuthTime, &revoked); err != nil {
+	var revoked, mfa *time.Time
+	if err := row.Scan(&s.ID, &s.UserID, &s.CreatedAt, &s.LastSeenAt, &s.ExpiresAt, &s.IdleTimeout, &s.IP, &s.UserAgent, &s.Methods, &s.AuthTime, &revoked, &mfa); err != nil {
 		return nil, err
 	}
 	if revoked != nil {
 		s.RevokedAt = *revoked
+	}
+	if mfa != nil {
+		s.MFAAt = *mfa
 	}
 	return &s, nil
 }
@@ -381,9 +384,9 @@ func (s *AuthStore) CreateSession(ctx context.Context, sess *auth.Session) error
 	if !isUUID(sess.UserID) {
 		return fmt.Errorf("create session for %q: %w", sess.UserID, auth.ErrNotFound)
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO sessions (`+sessionColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+	_, err := s.pool.Exec(ctx, `INSERT INTO sessions (`+sessionColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 		sess.ID, sess.UserID, sess.CreatedAt, sess.LastSeenAt, sess.ExpiresAt, sess.IdleTimeout, sess.IP, sess.UserAgent,
-		textArray(sess.Methods), sess.AuthTime, nullTime(sess.RevokedAt))
+		textArray(sess.Methods), sess.AuthTime, nullTime(sess.RevokedAt), nullTime(sess.MFAAt))
 	return storeErr("create session", err)
 }
 
@@ -401,20 +404,23 @@ func (s *AuthStore) Session(ctx context.Context, id string) (*auth.Session, erro
 func (s *AuthStore) SessionUser(ctx context.Context, id string) (*auth.Session, *auth.User, error) {
 	var sess auth.Session
 	var u auth.User
-	var revoked *time.Time
+	var revoked, mfa *time.Time
 	var typ string
 	err := s.pool.QueryRow(ctx, `SELECT s.id, s.user_id, s.created_at, s.last_seen_at, s.expires_at, s.idle_timeout, s.ip, s.user_agent,
-			s.methods, s.auth_time, s.revoked_at,
+			s.methods, s.auth_time, s.revoked_at, s.mfa_at,
 			u.id, u.type, u.email, u.email_verified, u.name, u.avatar_url, u.roles, u.disabled, u.created_at, u.updated_at
 		FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1`, id).Scan(
 		&sess.ID, &sess.UserID, &sess.CreatedAt, &sess.LastSeenAt, &sess.ExpiresAt, &sess.IdleTimeout, &sess.IP, &sess.UserAgent,
-		&sess.Methods, &sess.AuthTime, &revoked,
+		&sess.Methods, &sess.AuthTime, &revoked, &mfa,
 		&u.ID, &typ, &u.Email, &u.EmailVerified, &u.Name, &u.AvatarURL, &u.Roles, &u.Disabled, &u.CreatedAt, &u.UpdatedAt)
 	if err != nil {
 		return nil, nil, storeErr("session", err)
 	}
 	if revoked != nil {
 		sess.RevokedAt = *revoked
+	}
+	if mfa != nil {
+		sess.MFAAt = *mfa
 	}
 	u.Type = auth.UserType(typ)
 	return &sess, &u, nil

@@ -521,7 +521,8 @@ func sameSession(t *testing.T, what string, got, want *auth.Session) {
 	t.Helper()
 	if got.ID != want.ID || got.UserID != want.UserID || !got.CreatedAt.Equal(want.CreatedAt) || !got.LastSeenAt.Equal(want.LastSeenAt) ||
 		!got.ExpiresAt.Equal(want.ExpiresAt) || got.IdleTimeout != want.IdleTimeout || got.IP != want.IP || got.UserAgent != want.UserAgent ||
-		!slices.Equal(got.Methods, want.Methods) || !got.AuthTime.Equal(want.AuthTime) || !got.RevokedAt.Equal(want.RevokedAt) {
+		!slices.Equal(got.Methods, want.Methods) || !got.AuthTime.Equal(want.AuthTime) || !got.RevokedAt.Equal(want.RevokedAt) ||
+		!got.MFAAt.Equal(want.MFAAt) {
 		t.Errorf("%s:\n got %+v\nwant %+v", what, *got, *want)
 	}
 }
@@ -542,6 +543,7 @@ func testSession(t *testing.T, s auth.Store) {
 	sess.IdleTimeout = 90*time.Minute + 1500*time.Millisecond
 	sess.Methods = []string{"microsoft", "otp"}
 	sess.AuthTime = at(-time.Minute)
+	sess.MFAAt = at(-30 * time.Second)
 	createSession(t, s, sess)
 	sameSession(t, "Session after CreateSession", getSession(t, s, sess.ID), sess)
 	_, err := s.Session(t.Context(), auth.HashToken("never issued"))
