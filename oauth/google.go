@@ -90,18 +90,5 @@ func (g *Google) AuthCodeURL(r auth.AuthCodeRequest) string {
 // Exchange implements auth.Provider: Subject is sub, EmailVerified is Google's
 // email_verified, Scopes are all the scopes granted (the token's scope).
 func (g *Google) Exchange(ctx context.Context, code string, r auth.AuthCodeRequest) (*auth.Profile, error) {
-	x, err := g.core.exchange(ctx, code, r)
-	if err != nil {
-		return nil, err
-	}
-	if err := g.core.fillFromUserInfo(ctx, x); err != nil {
-		return nil, err
-	}
-	if x.claims.Email == "" {
-		return nil, missingEmail("Google", "Sign in again and allow Hestami to see your email address.")
-	}
-	return &auth.Profile{
-		Provider: "google", Subject: x.claims.Subject, Email: x.claims.Email, EmailVerified: bool(x.claims.EmailVerified),
-		Name: x.claims.name(), AvatarURL: x.claims.Picture, Scopes: x.scopes,
-	}, nil
+	return g.core.standardProfile(ctx, code, r, "Sign in again and allow Hestami to see your email address.")
 }

@@ -86,18 +86,5 @@ func (l *LinkedIn) AuthCodeURL(r auth.AuthCodeRequest) string { return l.core.au
 // Exchange implements auth.Provider: Subject is sub; the email and
 // email_verified come from the ID token, or from userinfo when it lacks them.
 func (l *LinkedIn) Exchange(ctx context.Context, code string, r auth.AuthCodeRequest) (*auth.Profile, error) {
-	x, err := l.core.exchange(ctx, code, r)
-	if err != nil {
-		return nil, err
-	}
-	if err := l.core.fillFromUserInfo(ctx, x); err != nil {
-		return nil, err
-	}
-	if x.claims.Email == "" {
-		return nil, missingEmail("LinkedIn", "Add an email address to your LinkedIn account, or allow Hestami to see it, then sign in again.")
-	}
-	return &auth.Profile{
-		Provider: "linkedin", Subject: x.claims.Subject, Email: x.claims.Email, EmailVerified: bool(x.claims.EmailVerified),
-		Name: x.claims.name(), AvatarURL: x.claims.Picture, Scopes: x.scopes,
-	}, nil
+	return l.core.standardProfile(ctx, code, r, "Add an email address to your LinkedIn account, or allow Hestami to see it, then sign in again.")
 }

@@ -259,6 +259,27 @@ func (c *oidcCore) exchange(ctx context.Context, code string, r auth.AuthCodeReq
 	return x, nil
 }
 
+// standardProfile redeems code and maps the standard OpenID Connect claims (sub,
+// email, email_verified, name, picture) into a profile, completing the email from
+// userinfo when the ID token lacks it; a missing email is refused with
+// missingEmail and hint.
+func (c *oidcCore) standardProfile(ctx context.Context, code string, r auth.AuthCodeRequest, hint string) (*auth.Profile, error) {
+	x, err := c.exchange(ctx, code, r)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.fillFromUserInfo(ctx, x); err != nil {
+		return nil, err
+	}
+	if x.claims.Email == "" {
+		return nil, missingEmail(c.display, hint)
+	}
+	return &auth.Profile{
+		Provider: c.name, Subject: x.claims.Subject, Email: x.claims.Email, EmailVerified: bool(x.claims.EmailVerified),
+		Name: x.claims.name(), AvatarURL: x.claims.Picture, Scopes: x.scopes,
+	}, nil
+}
+
 // fillFromUserInfo completes x's claims from the userinfo endpoint when the ID
 // token lacks the email (some providers only put it there). The answer must be
 // about the same subject.

@@ -91,20 +91,7 @@ func (p *OIDC) AuthCodeURL(r auth.AuthCodeRequest) string { return p.core.authCo
 // Exchange implements auth.Provider: the subject is the ID token's sub; the email
 // comes from the ID token, else from userinfo, and is required.
 func (p *OIDC) Exchange(ctx context.Context, code string, r auth.AuthCodeRequest) (*auth.Profile, error) {
-	x, err := p.core.exchange(ctx, code, r)
-	if err != nil {
-		return nil, err
-	}
-	if err := p.core.fillFromUserInfo(ctx, x); err != nil {
-		return nil, err
-	}
-	if x.claims.Email == "" {
-		return nil, missingEmail(p.core.display, "Allow access to your email address when you sign in, then try again.")
-	}
-	return &auth.Profile{
-		Provider: p.core.name, Subject: x.claims.Subject, Email: x.claims.Email, EmailVerified: bool(x.claims.EmailVerified),
-		Name: x.claims.name(), AvatarURL: x.claims.Picture, Scopes: x.scopes,
-	}, nil
+	return p.core.standardProfile(ctx, code, r, "Allow access to your email address when you sign in, then try again.")
 }
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
