@@ -72,17 +72,20 @@ func testLogger(t *testing.T) *slog.Logger {
 // domain service, the provider mounted at /oidc/ and a login page that signs in
 // env.user (as authhttp would after a real sign-in) and calls Complete.
 type env struct {
-	t          *testing.T
-	clock      *clock
-	svc        *auth.Service
-	users      *postgres.AuthStore
-	store      *postgres.OIDCStore
-	p          *oidcprovider.Provider
-	cfg        oidcprovider.Config
-	base       string // http://localhost:PORT
-	issuer     string
-	user       *auth.User
-	methods    []string
+	t       *testing.T
+	clock   *clock
+	svc     *auth.Service
+	users   *postgres.AuthStore
+	store   *postgres.OIDCStore
+	p       *oidcprovider.Provider
+	cfg     oidcprovider.Config
+	base    string // http://localhost:PORT
+	issuer  string
+	user    *auth.User
+	methods []string
+	// elevate, if set, is a second factor the login page verifies after
+	// signing in (auth.Service.ElevateSession), as authhttp's MFA pages do.
+	elevate    string
 	lastSess   atomic.Pointer[auth.Session]
 	loginCalls atomic.Int32
 }
@@ -150,6 +153,12 @@ func (e *env) login(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
+	}
+	if e.elevate != "" {
+		if _, sess, err = e.svc.ElevateSession(r.Context(), sess, u, e.elevate, auth.Client{IP: "127.0.0.1", UserAgent: r.UserAgent()}); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
 	}
 	e.lastSess.Store(sess)
 	to, err := e.p.Complete(r.Context(), r.URL.Query().Get("id"), sess, u)

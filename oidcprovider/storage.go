@@ -89,7 +89,8 @@ func (r *refreshRequest) GetScopes() []string         { return r.scopes }
 func (r *refreshRequest) GetSubject() string          { return r.g.UserID }
 func (r *refreshRequest) SetCurrentScopes(s []string) { r.scopes = s }
 
-// mfaMethods are the amr values (RFC 8176 and ours) of a second factor.
+// mfaMethods are the amr values (RFC 8176 and ours) of a second factor, on
+// top of auth.SecondFactorMethods (what auth.Service.ElevateSession records).
 var mfaMethods = []string{"mfa", "otp", "hwk", "swk", "sms", "tel", "pin", "fpt", "face", "iris", "retina", "vbm", "email_otp", "backup_code"}
 
 // The acr values: ACRMFA when the sign-in included a second factor, ACRSingle
@@ -101,7 +102,7 @@ const (
 
 func acr(amr []string) string {
 	for _, m := range amr {
-		if slices.Contains(mfaMethods, m) {
+		if auth.IsSecondFactor(m) || slices.Contains(mfaMethods, m) {
 			return ACRMFA
 		}
 	}
