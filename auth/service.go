@@ -31,6 +31,15 @@ type Config struct {
 	// TouchInterval is how stale a session's LastSeenAt may get before a request
 	// writes it again (fewer writes; idle timeouts are this coarse).
 	TouchInterval time.Duration
+	// SessionCacheTTL is how long a validated session (with its user) is served
+	// from memory before the store is asked again; 0 turns the cache off.
+	// Revocations and user changes made through this Service take effect at once;
+	// another replica's reach it through Invalidate (package postgres's
+	// ListenInvalidations), or after this long at most.
+	SessionCacheTTL time.Duration
+	// SessionCacheSize bounds how many sessions the cache holds (0:
+	// DefaultSessionCacheSize).
+	SessionCacheSize int
 }
 
 // DefaultConfig returns the defaults: owners and providers stay signed in for 30
@@ -43,6 +52,7 @@ func DefaultConfig() Config {
 		StaffAbsoluteTimeout: 12 * time.Hour,
 		LoginTimeout:         10 * time.Minute,
 		TouchInterval:        time.Minute,
+		SessionCacheTTL:      2 * time.Second,
 	}
 }
 
@@ -54,11 +64,13 @@ type Service struct {
 	cfg       Config
 	now       func() time.Time
 	log       *slog.Logger
+	cache     *sessionCache // nil: off
 }
 
 // NewService returns a Service. now is the clock (time.Now in production).
 func NewService(store Store, providers []Provider, cfg Config, now func() time.Time, logger *slog.Logger) *Service {
-	s := &Service{store: store, providers: map[string]Provider{}, cfg: cfg, now: now, log: logger}
+	s := &Service{store: store, providers: map[string]Provider{}, cfg: cfg, now: now, log: logger,
+		cache: newSessionCache(cfg.SessionCacheTTL, cfg.SessionCacheSize)}
 	for _, p := range providers {
 		s.providers[p.Name()] = p
 		s.order = append(s.order, p.Name())
@@ -398,7 +410,7 @@ func (s *Service) signIn(ctx context.Context, ls *LoginState, r CompleteRequest,
 		return res, *ev, err
 	}
 	if r.Session != nil { // never let a session from before the sign-in live on
-		_ = s.store.RevokeSession(ctx, r.Session.UserID, r.Session.ID, now)
+		_ = s.revokeSession(ctx, r.Session.UserID, r.Session.ID, now)
 	}
 	res.User, res.Token, res.Session = u, token, sess
 	return res, *ev, nil

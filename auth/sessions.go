@@ -12,18 +12,30 @@ var errSignedOut = Errorf(CodeUnauthorized, "You are signed out (your session en
 // Authenticate returns the session and user a session token signs in. It fails
 // with CodeUnauthorized if the token is unknown, revoked, expired or idle too
 // long, or the user is disabled. It records activity at most every TouchInterval.
+//
+// A session validated less than Config.SessionCacheTTL ago is served from memory
+// (its timeouts are still checked against the clock on every request).
 func (s *Service) Authenticate(ctx context.Context, token string, c Client) (*Session, *User, error) {
 	if token == "" {
 		return nil, nil, errSignedOut
 	}
-	sess, u, err := s.store.SessionUser(ctx, HashToken(token))
-	if errors.Is(err, ErrNotFound) {
-		return nil, nil, errSignedOut
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("load session: %w", err)
-	}
+	id := HashToken(token)
 	now := s.now()
+	sess, u, ok := s.cache.get(id, now)
+	if !ok {
+		gen := s.cache.generation()
+		var err error
+		sess, u, err = s.store.SessionUser(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			return nil, nil, errSignedOut
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("load session: %w", err)
+		}
+		if sess.Active(now) && !u.Disabled {
+			s.cache.put(gen, sess, u, now)
+		}
+	}
 	if !sess.Active(now) || u.Disabled {
 		return nil, nil, errSignedOut
 	}
@@ -31,6 +43,7 @@ func (s *Service) Authenticate(ctx context.Context, token string, c Client) (*Se
 		if err := s.store.TouchSession(ctx, sess.ID, now, c.IP); err != nil {
 			return nil, nil, fmt.Errorf("record session activity: %w", err)
 		}
+		s.cache.touched(sess.ID, now, c.IP)
 		sess.LastSeenAt = now
 		if c.IP != "" {
 			sess.IP = c.IP
@@ -55,7 +68,7 @@ func (s *Service) RotateSession(ctx context.Context, sess *Session, u *User, c C
 		return "", nil, err
 	}
 	next.AuthTime, next.ExpiresAt = sess.AuthTime, sess.ExpiresAt
-	if err := s.store.RevokeSession(ctx, sess.UserID, sess.ID, now); err != nil {
+	if err := s.revokeSession(ctx, sess.UserID, sess.ID, now); err != nil {
 		return "", nil, fmt.Errorf("rotate session: %w", err)
 	}
 	return token, next, nil
@@ -82,7 +95,7 @@ func (s *Service) ElevateSession(ctx context.Context, sess *Session, u *User, me
 	if err := s.store.CreateSession(ctx, next); err != nil {
 		return "", nil, fmt.Errorf("elevate session: %w", err)
 	}
-	if err := s.store.RevokeSession(ctx, sess.UserID, sess.ID, now); err != nil {
+	if err := s.revokeSession(ctx, sess.UserID, sess.ID, now); err != nil {
 		return "", nil, fmt.Errorf("elevate session: %w", err)
 	}
 	return token, next, nil
@@ -90,7 +103,7 @@ func (s *Service) ElevateSession(ctx context.Context, sess *Session, u *User, me
 
 // SignOut revokes the session.
 func (s *Service) SignOut(ctx context.Context, sess *Session, c Client) error {
-	if err := s.store.RevokeSession(ctx, sess.UserID, sess.ID, s.now()); err != nil && !errors.Is(err, ErrNotFound) {
+	if err := s.revokeSession(ctx, sess.UserID, sess.ID, s.now()); err != nil && !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("sign out: %w", err)
 	}
 	return s.audit(ctx, &AuditEvent{Action: "signout", ActorID: sess.UserID, IP: c.IP, UserAgent: c.UserAgent})
@@ -118,7 +131,7 @@ func (s *Service) RevokeSession(ctx context.Context, actor *User, targetID, sess
 	if err := s.mayManageSessions(actor, targetID); err != nil {
 		return err
 	}
-	err := s.store.RevokeSession(ctx, targetID, sessionID, s.now())
+	err := s.revokeSession(ctx, targetID, sessionID, s.now())
 	if errors.Is(err, ErrNotFound) {
 		return Errorf(CodeNotFound, "There is no such session (it may have ended already).")
 	}
@@ -134,7 +147,7 @@ func (s *Service) RevokeSessions(ctx context.Context, actor *User, targetID, kee
 	if err := s.mayManageSessions(actor, targetID); err != nil {
 		return 0, err
 	}
-	n, err := s.store.RevokeSessions(ctx, targetID, keep, s.now())
+	n, err := s.revokeSessions(ctx, targetID, keep, s.now())
 	if err != nil {
 		return 0, fmt.Errorf("revoke sessions: %w", err)
 	}

@@ -87,7 +87,9 @@ func (s *Service) SetRoles(ctx context.Context, actor *User, targetID string, ro
 		return nil, Errorf(CodeForbidden, "You cannot remove staff:admin from yourself; ask another administrator.")
 	}
 	before := strings.Join(u.Roles, ",")
-	if err := s.store.SetRoles(ctx, u.ID, roles); err != nil {
+	err = s.store.SetRoles(ctx, u.ID, roles)
+	s.cache.forgetUser(u.ID)
+	if err != nil {
 		return nil, fmt.Errorf("set roles: %w", err)
 	}
 	u.Roles = roles
@@ -112,11 +114,13 @@ func (s *Service) SetDisabled(ctx context.Context, actor *User, targetID string,
 		return nil, fmt.Errorf("disable user: %w", err)
 	}
 	u.Disabled = disabled
-	if err := s.store.UpdateUser(ctx, u); err != nil {
+	err = s.store.UpdateUser(ctx, u)
+	s.cache.forgetUser(u.ID)
+	if err != nil {
 		return nil, fmt.Errorf("disable user: %w", err)
 	}
 	if disabled {
-		if _, err := s.store.RevokeSessions(ctx, u.ID, "", s.now()); err != nil {
+		if _, err := s.revokeSessions(ctx, u.ID, "", s.now()); err != nil {
 			return nil, fmt.Errorf("disable user: end sessions: %w", err)
 		}
 	}
