@@ -1,6 +1,7 @@
-// Package smtp delivers alert notifications by email through an SMTP submission
-// server, always encrypted: STARTTLS (port 587) or implicit TLS (port 465), with AUTH
-// PLAIN or LOGIN when credentials are configured.
+// Package smtp delivers email through an SMTP submission server, always encrypted:
+// STARTTLS (port 587) or implicit TLS (port 465), with AUTH PLAIN or LOGIN when
+// credentials are configured. Sender mails alert notifications to the operators
+// (an alert.Sender); Mailer mails people (codes, notices: an auth.Mailer).
 //
 // It is built on the standard library's net/smtp rather than github.com/wneessen/go-mail,
 // on purpose: we send one kind of mail (a short text/plain UTF-8 message), which
@@ -93,20 +94,29 @@ type Config struct {
 // and a pooled connection would only time out between them). It is safe for
 // concurrent use.
 type Sender struct {
-	name     string
+	*transport
+	name   string
+	from   *mail.Address
+	to     []*mail.Address
+	prefix string
+	now    func() time.Time
+	domain string // for Message-IDs
+}
+
+// transport is one SMTP server and how to reach it: the address, the encryption
+// and the credentials. Sender (alerts) and Mailer (mail to people) share it.
+type transport struct {
 	addr     string
 	host     string
 	security Security
 	username string
 	password string
-	from     *mail.Address
-	to       []*mail.Address
 	tls      *tls.Config
 	hello    string
 	timeout  time.Duration
-	prefix   string
-	now      func() time.Time
-	domain   string // for Message-IDs
+	// section is the configuration section that errors point at
+	// ("notifications.email").
+	section string
 }
 
 var _ alert.Sender = (*Sender)(nil)
@@ -114,6 +124,48 @@ var _ alert.Sender = (*Sender)(nil)
 // New checks cfg, reads its CA file, and returns its Sender. It reports every
 // problem at once.
 func New(cfg Config) (*Sender, error) {
+	t, from, errs := newTransport(cfg, "notifications.email")
+	if len(cfg.To) == 0 {
+		errs = append(errs, errors.New("to: want at least one recipient"))
+	}
+	var to []*mail.Address
+	for _, a := range cfg.To {
+		addr, err := mail.ParseAddress(a)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("to %q: %w", a, err))
+			continue
+		}
+		to = append(to, addr)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("email: %w", errors.Join(errs...))
+	}
+	s := &Sender{
+		transport: t,
+		name:      cfg.Name,
+		from:      from,
+		to:        to,
+		prefix:    cmp.Or(cfg.SubjectPrefix, "[hestami]"),
+		now:       cfg.Now,
+		domain:    domainOf(from),
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.name == "" {
+		h := sha256.New()
+		fmt.Fprintln(h, s.addr, from.Address)
+		for _, a := range to {
+			fmt.Fprintln(h, a.Address)
+		}
+		s.name = fmt.Sprintf("email:%s#%s", cfg.Host, hex.EncodeToString(h.Sum(nil)[:4]))
+	}
+	return s, nil
+}
+
+// newTransport checks the server part of cfg (everything but the recipients)
+// and returns the transport and the parsed sender, or every problem found.
+func newTransport(cfg Config, section string) (*transport, *mail.Address, []error) {
 	var errs []error
 	if cfg.Security == "" {
 		cfg.Security = StartTLS
@@ -136,18 +188,6 @@ func New(cfg Config) (*Sender, error) {
 	from, err := mail.ParseAddress(cfg.From)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("from %q: %w", cfg.From, err))
-	}
-	if len(cfg.To) == 0 {
-		errs = append(errs, errors.New("to: want at least one recipient"))
-	}
-	var to []*mail.Address
-	for _, t := range cfg.To {
-		a, err := mail.ParseAddress(t)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("to %q: %w", t, err))
-			continue
-		}
-		to = append(to, a)
 	}
 	if cfg.Password != "" && cfg.Username == "" {
 		errs = append(errs, errors.New("password is set without a username"))
@@ -173,17 +213,14 @@ func New(cfg Config) (*Sender, error) {
 		}
 	}
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("email: %w", errors.Join(errs...))
+		return nil, nil, errs
 	}
-	s := &Sender{
-		name:     cfg.Name,
+	return &transport{
 		addr:     net.JoinHostPort(cfg.Host, strconv.Itoa(port)),
 		host:     cfg.Host,
 		security: cfg.Security,
 		username: cfg.Username,
 		password: cfg.Password,
-		from:     from,
-		to:       to,
 		tls: &tls.Config{
 			ServerName: cmp.Or(cfg.ServerName, cfg.Host),
 			RootCAs:    roots,
@@ -191,25 +228,16 @@ func New(cfg Config) (*Sender, error) {
 		},
 		hello:   hello,
 		timeout: cmp.Or(cfg.Timeout, DefaultTimeout),
-		prefix:  cmp.Or(cfg.SubjectPrefix, "[hestami]"),
-		now:     cfg.Now,
-		domain:  "hestami.invalid",
-	}
-	if s.now == nil {
-		s.now = time.Now
-	}
+		section: section,
+	}, from, nil
+}
+
+// domainOf is the domain of the sender's address, for Message-IDs.
+func domainOf(from *mail.Address) string {
 	if at := strings.LastIndexByte(from.Address, '@'); at >= 0 && at < len(from.Address)-1 {
-		s.domain = from.Address[at+1:]
+		return from.Address[at+1:]
 	}
-	if s.name == "" {
-		h := sha256.New()
-		fmt.Fprintln(h, s.addr, from.Address)
-		for _, a := range to {
-			fmt.Fprintln(h, a.Address)
-		}
-		s.name = fmt.Sprintf("email:%s#%s", cfg.Host, hex.EncodeToString(h.Sum(nil)[:4]))
-	}
-	return s, nil
+	return "hestami.invalid"
 }
 
 func loadCAFile(path string) (*x509.CertPool, error) {
@@ -235,14 +263,23 @@ func (s *Sender) Send(ctx context.Context, n alert.Notification) error {
 	if err != nil {
 		return fmt.Errorf("notify %s: %w", s.name, err)
 	}
-	if err := s.deliver(ctx, msg); err != nil {
+	to := make([]string, 0, len(s.to))
+	for _, a := range s.to {
+		to = append(to, a.Address)
+	}
+	if err := s.deliver(ctx, s.from.Address, to, msg); err != nil {
+		var re *RecipientError
+		if errors.As(err, &re) {
+			return fmt.Errorf("notify %s: %w; check %s.to", s.name, err, s.section)
+		}
 		return fmt.Errorf("notify %s: %w", s.name, err)
 	}
 	return nil
 }
 
-// deliver runs one SMTP transaction, bounded by the timeout and by ctx.
-func (s *Sender) deliver(ctx context.Context, msg []byte) (err error) {
+// deliver runs one SMTP transaction, from from to every address of to, bounded
+// by the timeout and by ctx. A refused recipient is a *RecipientError.
+func (s *transport) deliver(ctx context.Context, from string, to []string, msg []byte) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var d net.Dialer
@@ -290,12 +327,12 @@ func (s *Sender) deliver(ctx context.Context, msg []byte) (err error) {
 			return err
 		}
 	}
-	if err := c.Mail(s.from.Address); err != nil {
-		return fmt.Errorf("sender %s refused by %s: %w", s.from.Address, s.addr, err)
+	if err := c.Mail(from); err != nil {
+		return fmt.Errorf("sender %s refused by %s: %w; check %s.from", from, s.addr, err, s.section)
 	}
-	for _, a := range s.to {
-		if err := c.Rcpt(a.Address); err != nil {
-			return fmt.Errorf("recipient %s refused by %s: %w; check notifications.email.to", a.Address, s.addr, err)
+	for _, a := range to {
+		if err := c.Rcpt(a); err != nil {
+			return &RecipientError{Address: a, Server: s.addr, Err: err}
 		}
 	}
 	w, err := c.Data()
@@ -314,11 +351,11 @@ func (s *Sender) deliver(ctx context.Context, msg []byte) (err error) {
 }
 
 // auth authenticates with PLAIN, or LOGIN when the server offers only that.
-func (s *Sender) auth(c *netsmtp.Client) error {
+func (s *transport) auth(c *netsmtp.Client) error {
 	ok, params := c.Extension("AUTH")
 	if !ok {
 		return fmt.Errorf("%s offers no AUTH after TLS, but a username is configured: "+
-			"remove notifications.email.username, or check host and port", s.addr)
+			"remove %s.username, or check host and port", s.addr, s.section)
 	}
 	mechs := strings.Fields(strings.ToUpper(params))
 	var a netsmtp.Auth
@@ -331,7 +368,7 @@ func (s *Sender) auth(c *netsmtp.Client) error {
 		return fmt.Errorf("%s offers AUTH %s; hestami speaks PLAIN and LOGIN", s.addr, params)
 	}
 	if err := c.Auth(a); err != nil {
-		return fmt.Errorf("authenticate as %s at %s: %w; check notifications.email.username and password_file", s.username, s.addr, err)
+		return fmt.Errorf("authenticate as %s at %s: %w; check %s.username and password_file", s.username, s.addr, err, s.section)
 	}
 	return nil
 }
@@ -365,62 +402,91 @@ func (a *loginAuth) Next(fromServer []byte, more bool) ([]byte, error) {
 	return nil, fmt.Errorf("unexpected AUTH LOGIN challenge %q", fromServer)
 }
 
-// compose builds the RFC 5322 message: a text/plain UTF-8 body in quoted-printable,
-// so it passes any 7-bit relay.
+// compose builds the alert's message.
 func (s *Sender) compose(n alert.Notification) ([]byte, error) {
-	var b bytes.Buffer
-	header := func(k, v string) {
-		b.WriteString(k)
-		b.WriteString(": ")
-		b.WriteString(v)
-		b.WriteString("\r\n")
-	}
 	now := s.now()
-	header("Date", now.Format(time.RFC1123Z))
-	header("From", s.from.String())
 	var to []string
 	for _, a := range s.to {
 		to = append(to, a.String())
 	}
-	header("To", strings.Join(to, ", "))
-	header("Subject", mime.QEncoding.Encode("utf-8", truncate(s.prefix+" "+n.Title(), 200)))
-	id, err := s.messageID(now)
+	id, err := messageID(now, s.domain)
 	if err != nil {
 		return nil, err
 	}
-	header("Message-ID", id)
+	h := [][2]string{
+		{"Date", now.Format(time.RFC1123Z)},
+		{"From", s.from.String()},
+		{"To", strings.Join(to, ", ")},
+		{"Subject", mime.QEncoding.Encode("utf-8", truncate(s.prefix+" "+n.Title(), 200))},
+		{"Message-ID", id},
+	}
 	// Every message about one occurrence of a problem refers to the same (unsent)
 	// parent, so mail clients thread firing, repeats and resolved together.
 	if n.State != alert.Event {
 		sum := sha256.Sum256([]byte(n.Key))
-		header("References", fmt.Sprintf("<alert-%s-%d@%s>", hex.EncodeToString(sum[:8]), n.FirstSeen.Unix(), s.domain))
+		h = append(h, [2]string{"References", fmt.Sprintf("<alert-%s-%d@%s>", hex.EncodeToString(sum[:8]), n.FirstSeen.Unix(), s.domain)})
 	}
-	header("MIME-Version", "1.0")
-	header("Content-Type", "text/plain; charset=utf-8")
-	header("Content-Transfer-Encoding", "quoted-printable")
-	header("Auto-Submitted", "auto-generated") // RFC 3834: no vacation replies
-	header("X-Hestami-Alert", mime.QEncoding.Encode("utf-8", oneLine(n.Key)))
-	header("X-Hestami-State", string(n.State))
-	header("X-Hestami-Severity", string(n.Severity))
+	h = append(h,
+		[2]string{"X-Hestami-Alert", mime.QEncoding.Encode("utf-8", oneLine(n.Key))},
+		[2]string{"X-Hestami-State", string(n.State)},
+		[2]string{"X-Hestami-Severity", string(n.Severity)},
+	)
+	return textMessage(h, n.Text())
+}
+
+// textMessage builds an RFC 5322 message with headers h and a text/plain UTF-8
+// body in quoted-printable, so it passes any 7-bit relay. It is marked
+// Auto-Submitted (RFC 3834), so vacation responders stay quiet.
+func textMessage(h [][2]string, text string) ([]byte, error) {
+	var b bytes.Buffer
+	h = append(h,
+		[2]string{"MIME-Version", "1.0"},
+		[2]string{"Content-Type", "text/plain; charset=utf-8"},
+		[2]string{"Content-Transfer-Encoding", "quoted-printable"},
+		[2]string{"Auto-Submitted", "auto-generated"},
+	)
+	for _, kv := range h {
+		b.WriteString(kv[0])
+		b.WriteString(": ")
+		b.WriteString(kv[1])
+		b.WriteString("\r\n")
+	}
 	b.WriteString("\r\n")
 	qp := quotedprintable.NewWriter(&b)
-	if _, err := qp.Write([]byte(n.Text())); err != nil {
+	if _, err := qp.Write([]byte(text)); err != nil {
 		return nil, fmt.Errorf("encode message: %w", err)
 	}
 	if err := qp.Close(); err != nil {
 		return nil, fmt.Errorf("encode message: %w", err)
 	}
-	b.WriteString("\r\n")
+	if !strings.HasSuffix(text, "\n") {
+		b.WriteString("\r\n")
+	}
 	return b.Bytes(), nil
 }
 
-func (s *Sender) messageID(now time.Time) (string, error) {
+// messageID returns a new, unique Message-ID in domain.
+func messageID(now time.Time, domain string) (string, error) {
 	var r [12]byte
 	if _, err := rand.Read(r[:]); err != nil {
 		return "", fmt.Errorf("message id: %w", err)
 	}
-	return fmt.Sprintf("<%d.%s@%s>", now.Unix(), hex.EncodeToString(r[:]), s.domain), nil
+	return fmt.Sprintf("<%d.%s@%s>", now.Unix(), hex.EncodeToString(r[:]), domain), nil
 }
+
+// RecipientError is a recipient the server refused (RCPT TO); Err wraps the
+// server's *textproto.Error (550 for an unknown mailbox).
+type RecipientError struct {
+	Address string
+	Server  string
+	Err     error
+}
+
+func (e *RecipientError) Error() string {
+	return fmt.Sprintf("recipient %s refused by %s: %v", e.Address, e.Server, e.Err)
+}
+
+func (e *RecipientError) Unwrap() error { return e.Err }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 

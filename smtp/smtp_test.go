@@ -18,23 +18,24 @@ import (
 	"github.com/hestami/hestami/alert"
 	"github.com/hestami/hestami/alert/alerttest"
 	"github.com/hestami/hestami/smtp"
+	"github.com/hestami/hestami/smtp/smtptest"
 )
 
 const password = "correct horse battery staple"
 
 var users = map[string]string{"hestami": password}
 
-func config(t *testing.T, srv *server, security smtp.Security) smtp.Config {
+func config(t *testing.T, srv *smtptest.Server, security smtp.Security) smtp.Config {
 	t.Helper()
 	return smtp.Config{
 		Host:     "127.0.0.1",
-		Port:     srv.addr.Port,
+		Port:     srv.Port,
 		Security: security,
 		Username: "hestami",
 		Password: password,
 		From:     "Hestami alerts <alerts@example.com>",
 		To:       []string{"oncall@example.com", "Équipe DBA <dba@example.org>"},
-		RootCAs:  ca(t).pool,
+		RootCAs:  srv.RootCAs(),
 		Timeout:  10 * time.Second,
 	}
 }
@@ -51,16 +52,16 @@ func newSender(t *testing.T, cfg smtp.Config) *smtp.Sender {
 func TestContract(t *testing.T) {
 	t.Parallel()
 	alerttest.RunSender(t, func(t *testing.T) alerttest.Harness {
-		srv := startServer(t, serverOptions{users: users})
+		srv := smtptest.Start(t, smtptest.Options{Users: users})
 		return alerttest.Harness{
 			Sender:  newSender(t, config(t, srv, smtp.StartTLS)),
-			SetDown: srv.setDown,
+			SetDown: srv.SetDown,
 			Secrets: []string{password},
 			Received: func(t *testing.T) []string {
 				var out []string
-				for _, m := range srv.messages() {
-					p := parse(t, m.data)
-					out = append(out, p.subject+"\n"+p.body)
+				for _, m := range srv.Messages() {
+					p := m.Parse(t)
+					out = append(out, p.Subject+"\n"+p.Body)
 				}
 				return out
 			},
@@ -70,25 +71,25 @@ func TestContract(t *testing.T) {
 
 func TestStartTLSMessage(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, serverOptions{users: users})
+	srv := smtptest.Start(t, smtptest.Options{Users: users})
 	cfg := config(t, srv, smtp.StartTLS)
 	cfg.Now = func() time.Time { return time.Date(2025, 3, 4, 6, 36, 9, 0, time.FixedZone("CET", 3600)) }
 	n := alerttest.Sample(alert.Firing)
 	if err := newSender(t, cfg).Send(t.Context(), n); err != nil {
 		t.Fatal(err)
 	}
-	msgs := srv.messages()
+	msgs := srv.Messages()
 	if len(msgs) != 1 {
 		t.Fatalf("server got %d messages, want 1", len(msgs))
 	}
 	m := msgs[0]
-	if !m.tls || m.mech != "PLAIN" || m.user != "hestami" {
-		t.Errorf("session: tls %v, auth %q as %q; want TLS, PLAIN as hestami", m.tls, m.mech, m.user)
+	if !m.TLS || m.Mech != "PLAIN" || m.User != "hestami" {
+		t.Errorf("session: tls %v, auth %q as %q; want TLS, PLAIN as hestami", m.TLS, m.Mech, m.User)
 	}
-	if m.from != "alerts@example.com" || !slices.Equal(m.to, []string{"oncall@example.com", "dba@example.org"}) {
-		t.Errorf("envelope: from %q to %q", m.from, m.to)
+	if m.From != "alerts@example.com" || !slices.Equal(m.To, []string{"oncall@example.com", "dba@example.org"}) {
+		t.Errorf("envelope: from %q to %q", m.From, m.To)
 	}
-	p := parse(t, m.data)
+	p := m.Parse(t)
 	for k, want := range map[string]string{
 		"Date":                      "Tue, 04 Mar 2025 06:36:09 +0100",
 		"From":                      `"Hestami alerts" <alerts@example.com>`,
@@ -100,24 +101,24 @@ func TestStartTLSMessage(t *testing.T) {
 		"X-Hestami-State":           "firing",
 		"X-Hestami-Severity":        "critical",
 	} {
-		if got := p.header.Get(k); got != want {
+		if got := p.Header.Get(k); got != want {
 			t.Errorf("%s: %q, want %q", k, got, want)
 		}
 	}
-	to, err := p.header.AddressList("To")
+	to, err := p.Header.AddressList("To")
 	if err != nil || len(to) != 2 || to[1].Name != "Équipe DBA" || to[1].Address != "dba@example.org" {
 		t.Errorf("To = %v, %v; want both recipients, names decoded", to, err)
 	}
-	if want := "[hestami] CRITICAL: Archivage bloqué — WAL archiving stalled on db1"; p.subject != want {
-		t.Errorf("Subject = %q, want %q", p.subject, want)
+	if want := "[hestami] CRITICAL: Archivage bloqué — WAL archiving stalled on db1"; p.Subject != want {
+		t.Errorf("Subject = %q, want %q", p.Subject, want)
 	}
-	if !regexp.MustCompile(`^<1741066569\.[0-9a-f]{24}@example\.com>$`).MatchString(p.header.Get("Message-ID")) {
-		t.Errorf("Message-ID = %q, want <unix.random@example.com>", p.header.Get("Message-ID"))
+	if !regexp.MustCompile(`^<1741066569\.[0-9a-f]{24}@example\.com>$`).MatchString(p.Header.Get("Message-ID")) {
+		t.Errorf("Message-ID = %q, want <unix.random@example.com>", p.Header.Get("Message-ID"))
 	}
-	if want := strings.ReplaceAll(n.Text(), "\r\n", "\n"); strings.TrimRight(p.body, "\n") != strings.TrimRight(want, "\n") {
-		t.Errorf("body =\n%s\nwant\n%s", p.body, want)
+	if want := strings.ReplaceAll(n.Text(), "\r\n", "\n"); strings.TrimRight(p.Body, "\n") != strings.TrimRight(want, "\n") {
+		t.Errorf("body =\n%s\nwant\n%s", p.Body, want)
 	}
-	for line := range strings.SplitSeq(string(m.data), "\r\n") {
+	for line := range strings.SplitSeq(string(m.Data), "\r\n") {
 		if len(line) > 998 {
 			t.Errorf("a line of %d characters, over RFC 5322's 998", len(line))
 		}
@@ -131,7 +132,7 @@ func TestStartTLSMessage(t *testing.T) {
 
 func TestThreadingAcrossStates(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, serverOptions{users: users})
+	srv := smtptest.Start(t, smtptest.Options{Users: users})
 	s := newSender(t, config(t, srv, smtp.StartTLS))
 	for _, st := range []alert.State{alert.Firing, alert.Repeat, alert.Resolved} {
 		if err := s.Send(t.Context(), alerttest.Sample(st)); err != nil {
@@ -140,11 +141,11 @@ func TestThreadingAcrossStates(t *testing.T) {
 	}
 	var refs, ids []string
 	var subjects []string
-	for _, m := range srv.messages() {
-		p := parse(t, m.data)
-		refs = append(refs, p.header.Get("References"))
-		ids = append(ids, p.header.Get("Message-ID"))
-		subjects = append(subjects, p.subject)
+	for _, m := range srv.Messages() {
+		p := m.Parse(t)
+		refs = append(refs, p.Header.Get("References"))
+		ids = append(ids, p.Header.Get("Message-ID"))
+		subjects = append(subjects, p.Subject)
 	}
 	if len(refs) != 3 || refs[0] == "" || refs[0] != refs[1] || refs[1] != refs[2] {
 		t.Errorf("References = %q, want one shared parent per occurrence", refs)
@@ -164,9 +165,9 @@ func TestThreadingAcrossStates(t *testing.T) {
 
 func TestImplicitTLSWithLoginAndCAFile(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, serverOptions{implicitTLS: true, users: users, mechs: []string{"LOGIN"}})
+	srv := smtptest.Start(t, smtptest.Options{ImplicitTLS: true, Users: users, Mechs: []string{"LOGIN"}})
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, ca(t).pem, 0o600); err != nil {
+	if err := os.WriteFile(caFile, smtptest.TestCA(t).PEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg := config(t, srv, smtp.TLS)
@@ -174,18 +175,18 @@ func TestImplicitTLSWithLoginAndCAFile(t *testing.T) {
 	if err := newSender(t, cfg).Send(t.Context(), alerttest.Sample(alert.Resolved)); err != nil {
 		t.Fatal(err)
 	}
-	msgs := srv.messages()
-	if len(msgs) != 1 || !msgs[0].tls || msgs[0].mech != "LOGIN" || msgs[0].user != "hestami" {
+	msgs := srv.Messages()
+	if len(msgs) != 1 || !msgs[0].TLS || msgs[0].Mech != "LOGIN" || msgs[0].User != "hestami" {
 		t.Fatalf("got %+v, want one message over TLS after AUTH LOGIN", msgs)
 	}
-	if p := parse(t, msgs[0].data); p.header.Get("X-Hestami-State") != "resolved" || !containsLine(p.body, "State:      resolved") {
-		t.Errorf("resolved message: header %q, body\n%s", p.header.Get("X-Hestami-State"), p.body)
+	if p := msgs[0].Parse(t); p.Header.Get("X-Hestami-State") != "resolved" || !containsLine(p.Body, "State:      resolved") {
+		t.Errorf("resolved message: header %q, body\n%s", p.Header.Get("X-Hestami-State"), p.Body)
 	}
 }
 
 func TestRecipientRejected(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, serverOptions{users: users, rejectRcpt: "nobody@example.com"})
+	srv := smtptest.Start(t, smtptest.Options{Users: users, RejectRcpt: "nobody@example.com"})
 	cfg := config(t, srv, smtp.StartTLS)
 	cfg.To = []string{"oncall@example.com", "nobody@example.com"}
 	err := newSender(t, cfg).Send(t.Context(), alerttest.Sample(alert.Firing))
@@ -193,18 +194,18 @@ func TestRecipientRejected(t *testing.T) {
 	if !errors.As(err, &te) || te.Code != 550 {
 		t.Fatalf("Send to a refused recipient = %v, want the server's 550", err)
 	}
-	if !strings.Contains(err.Error(), "recipient nobody@example.com refused by 127.0.0.1:"+strconv.Itoa(srv.addr.Port)) ||
+	if !strings.Contains(err.Error(), "recipient nobody@example.com refused by 127.0.0.1:"+strconv.Itoa(srv.Port)) ||
 		!strings.Contains(err.Error(), "No such user here") {
 		t.Errorf("error %q does not say which recipient was refused, by whom and why", err)
 	}
-	if n := len(srv.messages()); n != 0 {
+	if n := len(srv.Messages()); n != 0 {
 		t.Errorf("server stored %d messages, want 0", n)
 	}
 }
 
 func TestWrongPassword(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, serverOptions{users: users})
+	srv := smtptest.Start(t, smtptest.Options{Users: users})
 	cfg := config(t, srv, smtp.StartTLS)
 	cfg.Password = "wrong"
 	err := newSender(t, cfg).Send(t.Context(), alerttest.Sample(alert.Firing))
@@ -219,27 +220,27 @@ func TestWrongPassword(t *testing.T) {
 
 func TestNoSTARTTLSNoMail(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, serverOptions{noTLS: true, users: users})
+	srv := smtptest.Start(t, smtptest.Options{NoTLS: true, Users: users})
 	err := newSender(t, config(t, srv, smtp.StartTLS)).Send(t.Context(), alerttest.Sample(alert.Firing))
 	if err == nil || !strings.Contains(err.Error(), "does not offer STARTTLS") {
 		t.Fatalf("Send to a server without STARTTLS = %v, want a refusal to mail in the clear", err)
 	}
-	if srv.authAttempts() != 0 || len(srv.messages()) != 0 {
-		t.Fatalf("credentials or mail went out in the clear: %d auths, %d messages", srv.authAttempts(), len(srv.messages()))
+	if srv.AuthAttempts() != 0 || len(srv.Messages()) != 0 {
+		t.Fatalf("credentials or mail went out in the clear: %d auths, %d messages", srv.AuthAttempts(), len(srv.Messages()))
 	}
 }
 
 func TestUntrustedServerCertificate(t *testing.T) {
 	t.Parallel()
 	for _, sec := range []smtp.Security{smtp.StartTLS, smtp.TLS} {
-		srv := startServer(t, serverOptions{users: users, implicitTLS: sec == smtp.TLS})
+		srv := smtptest.Start(t, smtptest.Options{Users: users, ImplicitTLS: sec == smtp.TLS})
 		cfg := config(t, srv, sec)
 		cfg.RootCAs = nil // system roots: the test CA is not among them
 		err := newSender(t, cfg).Send(t.Context(), alerttest.Sample(alert.Firing))
 		if err == nil || !strings.Contains(err.Error(), "certificate") {
 			t.Errorf("%s: Send to an untrusted server = %v, want a certificate error", sec, err)
 		}
-		if srv.authAttempts() != 0 || len(srv.messages()) != 0 {
+		if srv.AuthAttempts() != 0 || len(srv.Messages()) != 0 {
 			t.Errorf("%s: credentials or mail reached an untrusted server", sec)
 		}
 	}
@@ -247,7 +248,7 @@ func TestUntrustedServerCertificate(t *testing.T) {
 
 func TestServerNotListening(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, serverOptions{users: users})
+	srv := smtptest.Start(t, smtptest.Options{Users: users})
 	cfg := config(t, srv, smtp.StartTLS)
 	cfg.Port = freePort(t)
 	err := newSender(t, cfg).Send(t.Context(), alerttest.Sample(alert.Firing))

@@ -1,4 +1,8 @@
-package smtp_test
+// Package smtptest runs a real SMTP server (github.com/emersion/go-smtp) on a
+// free loopback port for tests: STARTTLS or implicit TLS with a certificate of
+// a test CA made once per test binary, AUTH PLAIN and LOGIN, and the messages
+// it accepted, decoded as a mail client would.
+package smtptest
 
 import (
 	"bytes"
@@ -26,15 +30,15 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 )
 
-// testCA is a self-signed certificate for 127.0.0.1 and localhost, made once per test
-// binary, that the server presents and the client is told to trust.
-type testCA struct {
-	cert tls.Certificate
-	pool *x509.CertPool
-	pem  []byte
+// CA is a self-signed certificate for 127.0.0.1 and localhost that the server
+// presents and clients are told to trust (Pool, or the PEM file).
+type CA struct {
+	Cert tls.Certificate
+	Pool *x509.CertPool
+	PEM  []byte
 }
 
-var newTestCA = sync.OnceValues(func() (*testCA, error) {
+var newCA = sync.OnceValues(func() (*CA, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -61,73 +65,88 @@ var newTestCA = sync.OnceValues(func() (*testCA, error) {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(parsed)
-	return &testCA{
-		cert: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: parsed},
-		pool: pool,
-		pem:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+	return &CA{
+		Cert: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: parsed},
+		Pool: pool,
+		PEM:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 	}, nil
 })
 
-func ca(t *testing.T) *testCA {
+// TestCA returns the test binary's CA.
+func TestCA(t testing.TB) *CA {
 	t.Helper()
-	c, err := newTestCA()
+	c, err := newCA()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
 
-// serverOptions shape a test SMTP server.
-type serverOptions struct {
-	implicitTLS bool     // TLS from the first byte; else STARTTLS is offered
-	noTLS       bool     // offer no STARTTLS at all
-	mechs       []string // AUTH mechanisms offered; nil: PLAIN and LOGIN
-	users       map[string]string
-	rejectRcpt  string // this recipient gets 550
+// Options shape a server.
+type Options struct {
+	// ImplicitTLS speaks TLS from the first byte; otherwise STARTTLS is
+	// offered, unless NoTLS.
+	ImplicitTLS bool
+	NoTLS       bool
+	// Mechs are the AUTH mechanisms offered; nil means PLAIN and LOGIN.
+	Mechs []string
+	// Users are the accounts AUTH accepts (name → password); when there are
+	// any, MAIL needs AUTH first.
+	Users map[string]string
+	// RejectRcpt is a recipient refused with 550.
+	RejectRcpt string
 }
 
-// delivered is one message the server accepted.
-type delivered struct {
-	from string
-	to   []string
-	data []byte
-	tls  bool
-	mech string // AUTH mechanism used, "" if none
-	user string
+// Message is one message the server accepted.
+type Message struct {
+	From string
+	To   []string
+	Data []byte
+	TLS  bool   // it came over TLS
+	Mech string // the AUTH mechanism used, "" if none
+	User string
 }
 
-// server is a real SMTP server (go-smtp) on a free loopback port.
-type server struct {
-	opts  serverOptions
-	addr  *net.TCPAddr
+// Server is a real SMTP server on a free loopback port, closed when the test
+// ends.
+type Server struct {
+	// Addr is where it listens; Host is "127.0.0.1" and Port its port.
+	Addr *net.TCPAddr
+	Host string
+	Port int
+
+	opts  Options
+	ca    *CA
 	mu    sync.Mutex
 	down  bool
-	msgs  []delivered
-	auths int // AUTH attempts
+	msgs  []Message
+	auths int
 }
 
-func startServer(t *testing.T, opts serverOptions) *server {
+// Start starts a server.
+func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
-	if opts.mechs == nil {
-		opts.mechs = []string{sasl.Plain, sasl.Login}
+	if opts.Mechs == nil {
+		opts.Mechs = []string{sasl.Plain, sasl.Login}
 	}
-	srv := &server{opts: opts}
+	srv := &Server{opts: opts, ca: TestCA(t)}
 	s := gosmtp.NewServer(gosmtp.BackendFunc(func(c *gosmtp.Conn) (gosmtp.Session, error) {
 		return &session{srv: srv, conn: c}, nil
 	}))
 	s.Domain = "localhost"
 	s.ReadTimeout, s.WriteTimeout = 10*time.Second, 10*time.Second
 	s.ErrorLog = log.New(io.Discard, "", 0)
-	tlsCfg := &tls.Config{Certificates: []tls.Certificate{ca(t).cert}}
-	if !opts.noTLS {
+	tlsCfg := &tls.Config{Certificates: []tls.Certificate{srv.ca.Cert}}
+	if !opts.NoTLS {
 		s.TLSConfig = tlsCfg
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.addr = l.Addr().(*net.TCPAddr)
-	if opts.implicitTLS {
+	srv.Addr = l.Addr().(*net.TCPAddr)
+	srv.Host, srv.Port = "127.0.0.1", srv.Addr.Port
+	if opts.ImplicitTLS {
 		l = tls.NewListener(l, tlsCfg)
 	}
 	go s.Serve(l)
@@ -135,42 +154,58 @@ func startServer(t *testing.T, opts serverOptions) *server {
 	return srv
 }
 
-func (s *server) setDown(down bool) {
+// RootCAs is the pool to trust the server's certificate with.
+func (s *Server) RootCAs() *x509.CertPool { return s.ca.Pool }
+
+// SetDown makes the server answer MAIL with 451 (try again later) while down.
+func (s *Server) SetDown(down bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.down = down
 }
 
-func (s *server) messages() []delivered {
+// Messages returns the messages accepted so far, oldest first.
+func (s *Server) Messages() []Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]delivered(nil), s.msgs...)
+	return append([]Message(nil), s.msgs...)
 }
 
-func (s *server) authAttempts() int {
+// Last returns the newest message, failing the test if there is none.
+func (s *Server) Last(t testing.TB) Message {
+	t.Helper()
+	ms := s.Messages()
+	if len(ms) == 0 {
+		t.Fatal("smtptest: no message was accepted")
+	}
+	return ms[len(ms)-1]
+}
+
+// AuthAttempts counts AUTH commands, successful or not.
+func (s *Server) AuthAttempts() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.auths
 }
 
 type session struct {
-	srv  *server
+	srv  *Server
 	conn *gosmtp.Conn
 	mech string
 	user string
-	cur  delivered
+	cur  Message
 }
 
 var _ gosmtp.AuthSession = (*session)(nil)
 
-func (s *session) AuthMechanisms() []string { return s.srv.opts.mechs }
+func (s *session) AuthMechanisms() []string { return s.srv.opts.Mechs }
 
 func (s *session) Auth(mech string) (sasl.Server, error) {
 	s.srv.mu.Lock()
 	s.srv.auths++
 	s.srv.mu.Unlock()
 	check := func(user, pass string) error {
-		if want, ok := s.srv.opts.users[user]; !ok || want != pass {
+		if want, ok := s.srv.opts.Users[user]; !ok || want != pass {
 			return gosmtp.ErrAuthFailed
 		}
 		s.mech, s.user = mech, user
@@ -186,7 +221,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 }
 
 func (s *session) Mail(from string, _ *gosmtp.MailOptions) error {
-	if len(s.srv.opts.users) > 0 && s.user == "" {
+	if len(s.srv.opts.Users) > 0 && s.user == "" {
 		return gosmtp.ErrAuthRequired
 	}
 	s.srv.mu.Lock()
@@ -196,15 +231,15 @@ func (s *session) Mail(from string, _ *gosmtp.MailOptions) error {
 		return &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "Try again later"}
 	}
 	_, isTLS := s.conn.TLSConnectionState()
-	s.cur = delivered{from: from, tls: isTLS, mech: s.mech, user: s.user}
+	s.cur = Message{From: from, TLS: isTLS, Mech: s.mech, User: s.user}
 	return nil
 }
 
 func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
-	if to == s.srv.opts.rejectRcpt {
+	if to == s.srv.opts.RejectRcpt {
 		return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 1, 1}, Message: "No such user here"}
 	}
-	s.cur.to = append(s.cur.to, to)
+	s.cur.To = append(s.cur.To, to)
 	return nil
 }
 
@@ -213,14 +248,14 @@ func (s *session) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	s.cur.data = b
+	s.cur.Data = b
 	s.srv.mu.Lock()
 	s.srv.msgs = append(s.srv.msgs, s.cur)
 	s.srv.mu.Unlock()
 	return nil
 }
 
-func (s *session) Reset()        { s.cur = delivered{} }
+func (s *session) Reset()        { s.cur = Message{} }
 func (s *session) Logout() error { return nil }
 
 // loginServer is the server side of AUTH LOGIN, which go-sasl no longer provides.
@@ -248,14 +283,22 @@ func (l *loginServer) Next(response []byte) ([]byte, bool, error) {
 	return nil, false, errors.New("unexpected AUTH LOGIN response")
 }
 
-// parsed is a received message, decoded as a mail client would.
-type parsed struct {
-	header  mail.Header
-	subject string
-	body    string
+// Parsed is a received message decoded as a mail client would: the Subject's
+// encoded words decoded, the body's quoted-printable undone, line ends "\n".
+type Parsed struct {
+	Header  mail.Header
+	Subject string
+	Body    string
 }
 
-func parse(t *testing.T, data []byte) parsed {
+// Parse decodes m's data, failing the test if it is not a message.
+func (m Message) Parse(t testing.TB) Parsed {
+	t.Helper()
+	return Parse(t, m.Data)
+}
+
+// Parse decodes a message, failing the test if it is not one.
+func Parse(t testing.TB, data []byte) Parsed {
 	t.Helper()
 	m, err := mail.ReadMessage(bytes.NewReader(data))
 	if err != nil {
@@ -273,37 +316,5 @@ func parse(t *testing.T, data []byte) parsed {
 	if err != nil {
 		t.Fatalf("body: %v", err)
 	}
-	return parsed{header: m.Header, subject: subject, body: strings.ReplaceAll(string(b), "\r\n", "\n")}
-}
-
-// contains is for asserting on a message's lines.
-func containsLine(text, line string) bool {
-	for l := range strings.SplitSeq(text, "\n") {
-		if l == line {
-			return true
-		}
-	}
-	return false
-}
-
-func listen(t *testing.T) net.Listener {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	return l
-}
-
-// freePort returns a loopback port that nothing listens on (it was free a moment ago).
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	return port
+	return Parsed{Header: m.Header, Subject: subject, Body: strings.ReplaceAll(string(b), "\r\n", "\n")}
 }
