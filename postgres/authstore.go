@@ -225,16 +225,18 @@ func (s *AuthStore) Users(ctx context.Context, f auth.UserFilter) ([]*auth.User,
 }
 
 // UpdateUser saves u's Email (normalized), EmailVerified, Name, AvatarURL and
-// Disabled, and sets UpdatedAt; auth.ErrNotFound if there is no such user.
+// Disabled, and sets UpdatedAt; auth.ErrNotFound if there is no such user. It
+// publishes the user's invalidation (see ListenInvalidations).
 func (s *AuthStore) UpdateUser(ctx context.Context, u *auth.User) error {
 	if !isUUID(u.ID) {
 		return fmt.Errorf("update user %q: %w", u.ID, auth.ErrNotFound)
 	}
 	email := auth.NormalizeEmail(u.Email)
 	var updated time.Time
-	err := s.pool.QueryRow(ctx, `UPDATE users SET email = $2, email_verified = $3, name = $4, avatar_url = $5, disabled = $6,
-		updated_at = greatest(now(), updated_at) WHERE id = $1 RETURNING updated_at`,
-		u.ID, email, u.EmailVerified, u.Name, u.AvatarURL, u.Disabled).Scan(&updated)
+	err := s.pool.QueryRow(ctx, `WITH u AS (UPDATE users SET email = $2, email_verified = $3, name = $4, avatar_url = $5, disabled = $6,
+		updated_at = greatest(now(), updated_at) WHERE id = $1 RETURNING id, updated_at)
+		SELECT updated_at, `+notifyUser+` FROM u`,
+		u.ID, email, u.EmailVerified, u.Name, u.AvatarURL, u.Disabled).Scan(&updated, nil)
 	if err != nil {
 		return storeErr("update user "+u.ID, err)
 	}
@@ -243,11 +245,13 @@ func (s *AuthStore) UpdateUser(ctx context.Context, u *auth.User) error {
 }
 
 // SetRoles replaces the user's roles; auth.ErrNotFound if there is no such user.
+// It publishes the user's invalidation.
 func (s *AuthStore) SetRoles(ctx context.Context, userID string, roles []string) error {
 	if !isUUID(userID) {
 		return fmt.Errorf("set roles of %q: %w", userID, auth.ErrNotFound)
 	}
-	tag, err := s.pool.Exec(ctx, `UPDATE users SET roles = $2, updated_at = greatest(now(), updated_at) WHERE id = $1`, userID, textArray(roles))
+	tag, err := s.pool.Exec(ctx, `WITH u AS (UPDATE users SET roles = $2, updated_at = greatest(now(), updated_at) WHERE id = $1 RETURNING id)
+		SELECT `+notifyUser+` FROM u`, userID, textArray(roles))
 	if err != nil {
 		return storeErr("set roles of "+userID, err)
 	}
@@ -460,12 +464,13 @@ func (s *AuthStore) Sessions(ctx context.Context, userID string, now time.Time) 
 
 // RevokeSession marks the user's session id revoked at (a session revoked
 // already keeps its first revocation time); auth.ErrNotFound if the user has no
-// such session.
+// such session. It publishes the session's invalidation.
 func (s *AuthStore) RevokeSession(ctx context.Context, userID, id string, at time.Time) error {
 	if !isUUID(userID) {
 		return fmt.Errorf("revoke session: %w", auth.ErrNotFound)
 	}
-	tag, err := s.pool.Exec(ctx, `UPDATE sessions SET revoked_at = coalesce(revoked_at, $3) WHERE id = $2 AND user_id = $1`, userID, id, at)
+	tag, err := s.pool.Exec(ctx, `WITH r AS (UPDATE sessions SET revoked_at = coalesce(revoked_at, $3) WHERE id = $2 AND user_id = $1 RETURNING id)
+		SELECT `+notifySession+` FROM r`, userID, id, at)
 	if err != nil {
 		return storeErr("revoke session", err)
 	}
@@ -476,12 +481,14 @@ func (s *AuthStore) RevokeSession(ctx context.Context, userID, id string, at tim
 }
 
 // RevokeSessions marks every session of the user that is not revoked yet revoked
-// at, except keep, and returns how many it revoked.
+// at, except keep, and returns how many it revoked. It publishes each one's
+// invalidation.
 func (s *AuthStore) RevokeSessions(ctx context.Context, userID, keep string, at time.Time) (int, error) {
 	if !isUUID(userID) {
 		return 0, nil
 	}
-	tag, err := s.pool.Exec(ctx, `UPDATE sessions SET revoked_at = $3 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL`, userID, keep, at)
+	tag, err := s.pool.Exec(ctx, `WITH r AS (UPDATE sessions SET revoked_at = $3 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL RETURNING id)
+		SELECT `+notifySession+` FROM r`, userID, keep, at)
 	if err != nil {
 		return 0, storeErr("revoke sessions", err)
 	}
