@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"log/slog"
 	"math"
 	"sync"
 	"time"
@@ -193,4 +194,106 @@ func waitWords(d time.Duration) string {
 // message "<what> Try again in <wait>.", wrapping a RetryAfterError.
 func RateLimitedError(what string, wait time.Duration) *Error {
 	return Errorf(CodeRateLimited, "%s Try again in %s.", what, waitWords(wait)).WithCause(&RetryAfterError{After: wait})
+}
+
+// RateLimits are the sign-in service's rate limits, per client address and per
+// account, on sign-ins, second-factor verifications and codes sent. The
+// per-account limits stop guessing spread over many addresses, which Lockout
+// (per address) does not see.
+type RateLimits struct {
+	SignInPerIP      Limit
+	SignInPerAccount Limit
+	VerifyPerIP      Limit
+	VerifyPerAccount Limit
+	SendPerIP        Limit
+	SendPerAccount   Limit
+}
+
+// DefaultRateLimits returns the defaults: sign-ins 30 per address and 20 per
+// account in 10 minutes; verifications 30 per address in 10 minutes and 30 per
+// account in an hour; codes sent 10 per address and 5 per account in 15 minutes.
+func DefaultRateLimits() RateLimits {
+	return RateLimits{
+		SignInPerIP:      Limit{Events: 30, Window: 10 * time.Minute},
+		SignInPerAccount: Limit{Events: 20, Window: 10 * time.Minute},
+		VerifyPerIP:      Limit{Events: 30, Window: 10 * time.Minute},
+		VerifyPerAccount: Limit{Events: 30, Window: time.Hour},
+		SendPerIP:        Limit{Events: 10, Window: 15 * time.Minute},
+		SendPerAccount:   Limit{Events: 5, Window: 15 * time.Minute},
+	}
+}
+
+func (r RateLimits) withDefaults() RateLimits {
+	d := DefaultRateLimits()
+	for _, p := range []struct{ l, d *Limit }{
+		{&r.SignInPerIP, &d.SignInPerIP}, {&r.SignInPerAccount, &d.SignInPerAccount},
+		{&r.VerifyPerIP, &d.VerifyPerIP}, {&r.VerifyPerAccount, &d.VerifyPerAccount},
+		{&r.SendPerIP, &d.SendPerIP}, {&r.SendPerAccount, &d.SendPerAccount},
+	} {
+		if p.l.Events <= 0 || p.l.Window <= 0 {
+			*p.l = *p.d
+		}
+	}
+	return r
+}
+
+// Throttle applies RateLimits through a Limiter (MemoryLimiter for one replica,
+// package redis for several). Its methods count one event per call and return
+// nil, or an *Error with CodeRateLimited saying when to try again (RetryAfter(err)
+// tells how long). They do not audit: the caller audits the refused action.
+type Throttle struct {
+	lim    Limiter
+	limits RateLimits
+	log    *slog.Logger
+}
+
+// NewThrottle returns a Throttle; zero limits take DefaultRateLimits' values.
+func NewThrottle(lim Limiter, limits RateLimits, logger *slog.Logger) *Throttle {
+	return &Throttle{lim: lim, limits: limits.withDefaults(), log: logger}
+}
+
+// Limits returns the throttle's limits, defaults filled in.
+func (t *Throttle) Limits() RateLimits { return t.limits }
+
+// SignIn counts a sign-in attempt from c; userID is empty while the account is
+// not known yet (then only the address counts).
+func (t *Throttle) SignIn(ctx context.Context, userID string, c Client) error {
+	return t.check(ctx, "signin", userID, c, t.limits.SignInPerIP, t.limits.SignInPerAccount, "Too many sign-in attempts.")
+}
+
+// Verify counts a second-factor verification (a code, a backup code, a passkey
+// assertion) of userID from c.
+func (t *Throttle) Verify(ctx context.Context, userID string, c Client) error {
+	return t.check(ctx, "verify", userID, c, t.limits.VerifyPerIP, t.limits.VerifyPerAccount, "Too many attempts to verify a code.")
+}
+
+// Send counts a code sent (by email or SMS) to userID at c's request.
+func (t *Throttle) Send(ctx context.Context, userID string, c Client) error {
+	return t.check(ctx, "send", userID, c, t.limits.SendPerIP, t.limits.SendPerAccount, "Too many codes sent.")
+}
+
+// check counts the address first; an event refused there does not count
+// against the account.
+func (t *Throttle) check(ctx context.Context, what, userID string, c Client, perIP, perAccount Limit, msg string) error {
+	keys := []struct {
+		key string
+		l   Limit
+	}{{what + ":ip:" + clientKey(c.IP), perIP}}
+	if userID != "" {
+		keys = append(keys, struct {
+			key string
+			l   Limit
+		}{what + ":user:" + userID, perAccount})
+	}
+	for _, k := range keys {
+		res, err := t.lim.Allow(ctx, k.key, k.l)
+		if err != nil {
+			return fmt.Errorf("rate limit %s: %w", what, err)
+		}
+		if !res.Allowed {
+			t.log.Warn("rate limited", "key", k.key, "ip", c.IP, "retry_after", res.RetryAfter)
+			return RateLimitedError(msg, res.RetryAfter)
+		}
+	}
+	return nil
 }
