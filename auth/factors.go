@@ -565,16 +565,16 @@ func (f *Factors) Reset(ctx context.Context, actor *User, targetID, reason strin
 		return errNotSignedIn
 	}
 	fail := func(detail string, err error) error {
-		if aerr := f.record(ctx, actor, c, &AuditEvent{Action: action, Outcome: OutcomeFailure, SubjectID: targetID, Detail: detail}); aerr != nil {
+		if aerr := f.record(ctx, actor, c, &AuditEvent{Action: action, Outcome: OutcomeFailure, SubjectID: other(actor.ID, targetID), Detail: detail}); aerr != nil {
 			f.log.Error("audit log write failed", "action", action, "err", aerr)
 		}
 		return err
 	}
-	if !actor.Can(PermMFAReset) {
-		return fail("no "+string(PermMFAReset)+" permission", Errorf(CodeForbidden, "Resetting MFA needs the %s permission.", PermMFAReset))
-	}
 	if actor.ID == targetID {
 		return fail("own account", Errorf(CodeForbidden, "You cannot reset MFA on your own account. Ask another staff member with the %s permission.", PermMFAReset))
+	}
+	if !actor.Can(PermMFAReset) {
+		return fail("no "+string(PermMFAReset)+" permission", Errorf(CodeForbidden, "Resetting MFA needs the %s permission.", PermMFAReset))
 	}
 	reason = strings.Join(strings.Fields(reason), " ")
 	if reason == "" {

@@ -11,7 +11,7 @@ import (
 	"github.com/hestami/hestami/auth"
 )
 
-func key(t *testing.T) []byte {
+func sealKey(t *testing.T) []byte {
 	t.Helper()
 	k := make([]byte, auth.SealerKeySize)
 	if _, err := rand.Read(k); err != nil {
@@ -20,7 +20,7 @@ func key(t *testing.T) []byte {
 	return k
 }
 
-func sealer(t *testing.T, keys map[string][]byte, primary string) *auth.Sealer {
+func testSealer(t *testing.T, keys map[string][]byte, primary string) *auth.Sealer {
 	t.Helper()
 	s, err := auth.NewSealer(keys, primary)
 	if err != nil {
@@ -31,7 +31,7 @@ func sealer(t *testing.T, keys map[string][]byte, primary string) *auth.Sealer {
 
 func TestSealerRoundTrip(t *testing.T) {
 	t.Parallel()
-	s := sealer(t, map[string][]byte{"k1": key(t)}, "k1")
+	s := testSealer(t, map[string][]byte{"k1": sealKey(t)}, "k1")
 	ad := []byte("user-1/factor-1")
 	for _, plain := range [][]byte{[]byte("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"), {}, bytes.Repeat([]byte{0}, 1000)} {
 		sealed, err := s.Seal(plain, ad)
@@ -60,8 +60,8 @@ func TestSealerRoundTrip(t *testing.T) {
 
 func TestSealerRefuses(t *testing.T) {
 	t.Parallel()
-	k1 := key(t)
-	s := sealer(t, map[string][]byte{"k1": k1}, "k1")
+	k1 := sealKey(t)
+	s := testSealer(t, map[string][]byte{"k1": k1}, "k1")
 	ad := []byte("user-1/factor-1")
 	sealed, err := s.Seal([]byte("secret"), ad)
 	if err != nil {
@@ -79,8 +79,8 @@ func TestSealerRefuses(t *testing.T) {
 		ad     []byte
 		want   error
 	}{
-		{"wrong key under the same id", sealer(t, map[string][]byte{"k1": key(t)}, "k1"), sealed, ad, auth.ErrSealBroken},
-		{"key removed from the ring", sealer(t, map[string][]byte{"k2": k1}, "k2"), sealed, ad, auth.ErrSealUnknownKey},
+		{"wrong key under the same id", testSealer(t, map[string][]byte{"k1": sealKey(t)}, "k1"), sealed, ad, auth.ErrSealBroken},
+		{"key removed from the ring", testSealer(t, map[string][]byte{"k2": k1}, "k2"), sealed, ad, auth.ErrSealUnknownKey},
 		{"tampered ciphertext byte", s, flip(len(sealed) - 20), ad, auth.ErrSealBroken},
 		{"tampered tag byte", s, flip(len(sealed) - 1), ad, auth.ErrSealBroken},
 		{"tampered nonce byte", s, flip(4 + 1), ad, auth.ErrSealBroken},
@@ -104,7 +104,7 @@ func TestSealerRefuses(t *testing.T) {
 	}
 	// The id byte and the key id itself are authenticated too: a key id
 	// rewritten to another key of the ring does not open.
-	two := sealer(t, map[string][]byte{"k1": k1, "k2": k1}, "k1")
+	two := testSealer(t, map[string][]byte{"k1": k1, "k2": k1}, "k1")
 	renamed := bytes.Clone(sealed)
 	copy(renamed[2:4], "k2")
 	if _, _, err := two.Open(renamed, ad); !errors.Is(err, auth.ErrSealBroken) {
@@ -114,9 +114,9 @@ func TestSealerRefuses(t *testing.T) {
 
 func TestSealerErrorsSayWhatToDo(t *testing.T) {
 	t.Parallel()
-	old := sealer(t, map[string][]byte{"old": key(t)}, "old")
+	old := testSealer(t, map[string][]byte{"old": sealKey(t)}, "old")
 	sealed, _ := old.Seal([]byte("secret"), nil)
-	_, keyID, err := sealer(t, map[string][]byte{"new": key(t)}, "new").Open(sealed, nil)
+	_, keyID, err := testSealer(t, map[string][]byte{"new": sealKey(t)}, "new").Open(sealed, nil)
 	if keyID != "old" || err == nil || !strings.Contains(err.Error(), `key "old"`) || !strings.Contains(err.Error(), "put the key back") {
 		t.Errorf("Open with the key gone: %q, %v; want an error naming key old and what to do", keyID, err)
 	}
@@ -124,14 +124,14 @@ func TestSealerErrorsSayWhatToDo(t *testing.T) {
 
 func TestSealerRotation(t *testing.T) {
 	t.Parallel()
-	k1, k2 := key(t), key(t)
-	before := sealer(t, map[string][]byte{"k1": k1}, "k1")
+	k1, k2 := sealKey(t), sealKey(t)
+	before := testSealer(t, map[string][]byte{"k1": k1}, "k1")
 	ad := []byte("u/f")
 	sealed, err := before.Seal([]byte("secret"), ad)
 	if err != nil {
 		t.Fatal(err)
 	}
-	after := sealer(t, map[string][]byte{"k1": k1, "k2": k2}, "k2")
+	after := testSealer(t, map[string][]byte{"k1": k1, "k2": k2}, "k2")
 	got, keyID, err := after.Open(sealed, ad)
 	if err != nil || string(got) != "secret" || keyID != "k1" {
 		t.Fatalf("Open of a secret under the old key = %q, %q, %v; want secret, k1", got, keyID, err)
@@ -147,7 +147,7 @@ func TestSealerRotation(t *testing.T) {
 		t.Errorf("resealed secret opens with %q, %v; want k2, not needing reseal", keyID, err)
 	}
 	// Once every secret is resealed the old key can go.
-	onlyNew := sealer(t, map[string][]byte{"k2": k2}, "k2")
+	onlyNew := testSealer(t, map[string][]byte{"k2": k2}, "k2")
 	if _, _, err := onlyNew.Open(resealed, ad); err != nil {
 		t.Errorf("resealed secret without the old key: %v", err)
 	}
@@ -165,10 +165,10 @@ func TestNewSealerRefuses(t *testing.T) {
 		want    string
 	}{
 		{"no keys", nil, "k1", "no keys"},
-		{"primary missing", map[string][]byte{"k1": key(t)}, "k2", `primary key "k2"`},
+		{"primary missing", map[string][]byte{"k1": sealKey(t)}, "k2", `primary key "k2"`},
 		{"short key", map[string][]byte{"k1": make([]byte, 16)}, "k1", "16 bytes"},
-		{"id with colon", map[string][]byte{"a:b": key(t)}, "a:b", "':'"},
-		{"empty id", map[string][]byte{"": key(t)}, "", "1 to 64"},
+		{"id with colon", map[string][]byte{"a:b": sealKey(t)}, "a:b", "':'"},
+		{"empty id", map[string][]byte{"": sealKey(t)}, "", "1 to 64"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := auth.NewSealer(tc.keys, tc.primary)
@@ -181,7 +181,7 @@ func TestNewSealerRefuses(t *testing.T) {
 
 func TestParseSealerKeys(t *testing.T) {
 	t.Parallel()
-	k1, k2 := key(t), key(t)
+	k1, k2 := sealKey(t), sealKey(t)
 	b64 := base64.StdEncoding.EncodeToString
 	keys, primary, err := auth.ParseSealerKeys([]string{
 		"# MFA keys: the first is the primary",
