@@ -10,6 +10,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"crypto/rand"
+	"encoding/base64"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -310,12 +312,20 @@ func (b *bench) startAuthServe(ctx context.Context, dir string) (*server, string
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	dbURL := b.cluster.ConnString(authDB)
+	// The key TOTP secrets are sealed with: auth serve wants one.
+	keys := filepath.Join(dir, "mfa-keys")
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	if err := os.WriteFile(keys, []byte("bench:"+base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
+		return nil, "", err
+	}
 	cmd := exec.Command(b.hestami, "auth", "serve", "--listen", addr)
 	cmd.Dir = dir
 	cmd.Env = append(append([]string{}, b.r.env...),
 		"HESTAMI_DATABASE_URL="+dbURL,
 		"HESTAMI_AUTH_SECRET="+auth.NewToken(),
 		"HESTAMI_AUTH_PUBLIC_URL=http://localhost:"+strconv.Itoa(port),
+		"HESTAMI_MFA_KEYS_FILE="+keys,
 		// auth serve wants an identity provider; this one is never contacted.
 		"HESTAMI_GITHUB_CLIENT_ID=hestami-bench", "HESTAMI_GITHUB_CLIENT_SECRET=hestami-bench-unused")
 	srv, err := startServer(ctx, "hestami auth serve", addr, "/readyz", filepath.Join(dir, "auth-serve.log"), cmd)

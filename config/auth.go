@@ -37,6 +37,10 @@ type Auth struct {
 	Sessions       AuthSessions  `yaml:"sessions"`
 	Providers      AuthProviders `yaml:"providers"`
 	OIDC           AuthOIDC      `yaml:"oidc"`
+	MFA            AuthMFA       `yaml:"mfa"`
+	// Email sends people their codes and notices (to is not used: each mail goes
+	// to its person).
+	Email *Email `yaml:"email"`
 }
 
 // AuthSessions are the session lifetimes, by user type.
@@ -117,6 +121,7 @@ func DefaultAuth() Auth {
 			StaffIdleTimeout: time.Hour, StaffAbsoluteTimeout: 12 * time.Hour,
 		},
 		OIDC: AuthOIDC{AccessTokenTTL: 15 * time.Minute, RefreshTokenTTL: 30 * 24 * time.Hour},
+		MFA:  DefaultAuthMFA(),
 	}
 }
 
@@ -137,6 +142,7 @@ func (a *Auth) loadEnv(str func(string, *string), list func(string, *[]string), 
 	str("HESTAMI_MICROSOFT_TENANT", &a.Providers.Microsoft.Tenant)
 	list("HESTAMI_MICROSOFT_ALLOWED_TENANTS", &a.Providers.Microsoft.AllowedTenants)
 	str("HESTAMI_GITHUB_ORGANIZATION", &a.Providers.GitHub.Organization)
+	a.MFA.loadEnv(str)
 }
 
 // validate reports the auth section's problems. Secrets are checked by
@@ -174,6 +180,7 @@ func (a Auth) validate(bad func(field, format string, args ...any)) {
 			bad("auth.providers."+name+".client_secret", "empty: set HESTAMI_%s_CLIENT_SECRET (or _FILE) with the secret of client %s", strings.ToUpper(name), p.ClientID)
 		}
 	}
+	a.MFA.validate(bad)
 	for i, c := range a.OIDC.Clients {
 		field := fmt.Sprintf("auth.oidc.clients[%d]", i)
 		if c.ID == "" {
@@ -204,6 +211,7 @@ func (a Auth) ValidateServe() error {
 	} else if u, err := url.Parse(a.PublicURL); err == nil && u.Scheme != "https" && !isLoopbackHost(u.Hostname()) {
 		errs = append(errs, fmt.Sprintf("auth.public_url: %s: browsers only keep the Secure session cookie over https; use https (TLS at your proxy)", a.PublicURL))
 	}
+	errs = append(errs, a.MFA.validateServe(a.DevMode)...)
 	if len(errs) > 0 {
 		return fmt.Errorf("%s", strings.Join(errs, "\n"))
 	}
