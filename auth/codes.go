@@ -545,8 +545,8 @@ func (c *Codes) VerifyChallenge(ctx context.Context, u *User, method, code strin
 // send makes a code, stores it, and sends it, within the sending limits.
 func (c *Codes) send(ctx context.Context, u *User, purpose, method, factorID, dest string, client Client, ev *AuditEvent) (*CodeSent, error) {
 	keys := []limitKey{
-		{"code.send:user:" + u.ID, c.cfg.SendPerUser},
 		{"code.send:" + method + ":" + HashToken(dest)[:32], c.cfg.SendPerDestination},
+		{"code.send:user:" + u.ID, c.cfg.SendPerUser},
 	}
 	if client.IP != "" {
 		keys = append(keys, limitKey{"code.send:ip:" + client.IP, c.cfg.SendPerIP})
@@ -641,6 +641,14 @@ func (c *Codes) check(ctx context.Context, u *User, purpose, method, code string
 		return nil, fmt.Errorf("check code: %w", err)
 	}
 	if !ok {
+		// Used, replaced or exhausted since it was read: say which.
+		if now, err := c.store.Code(ctx, u.ID, purpose, method); err == nil && now.ID == oc.ID && !now.UsedAt.IsZero() {
+			ev.Detail = "code used already (concurrent)"
+			return nil, Errorf(CodeUnauthorized, "That code was used already; each code works once. Ask for a new one.")
+		} else if err == nil && now.ID != oc.ID {
+			ev.Detail = "code replaced by a newer one"
+			return nil, Errorf(CodeUnauthorized, "A newer code was sent since; enter the code from the newest message.")
+		}
 		ev.Detail = "code out of attempts"
 		return nil, Errorf(CodeUnauthorized, "That code had too many wrong tries and does not work any more. Ask for a new one.")
 	}
@@ -673,26 +681,21 @@ type limitKey struct {
 	l   Limit
 }
 
-// limit records one event for each key and refuses with CodeRateLimited if any
-// is over its limit; msg has a %s for when to retry.
+// limit records one event for each key in turn and refuses with
+// CodeRateLimited at the first that is over its limit (the keys after it do
+// not count the refused event); msg has a %s for when to retry.
 func (c *Codes) limit(ctx context.Context, keys []limitKey, msg string, ev *AuditEvent) error {
-	var wait time.Duration
-	var over []string
 	for _, k := range keys {
 		r, err := c.limiter.Allow(ctx, k.key, k.l)
 		if err != nil {
 			return fmt.Errorf("rate limit: %w", err)
 		}
 		if !r.Allowed {
-			wait = max(wait, r.RetryAfter)
-			over = append(over, k.key[:strings.LastIndexByte(k.key, ':')])
+			ev.Detail = strings.TrimPrefix(ev.Detail+"; ", "; ") + "rate limited (" + k.key[:strings.LastIndexByte(k.key, ':')] + ")"
+			return Errorf(CodeRateLimited, msg, retryIn(r.RetryAfter))
 		}
 	}
-	if over == nil {
-		return nil
-	}
-	ev.Detail = strings.TrimPrefix(ev.Detail+"; ", "; ") + "rate limited (" + strings.Join(over, ", ") + ")"
-	return Errorf(CodeRateLimited, msg, retryIn(wait))
+	return nil
 }
 
 // finish audits ev with err's outcome and returns err (or the audit log's
