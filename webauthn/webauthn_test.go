@@ -14,7 +14,7 @@ import (
 
 const publicURL = "http://localhost:8443"
 
-func newRP(t *testing.T) *webauthn.RelyingParty {
+func newRP(t testing.TB) *webauthn.RelyingParty {
 	t.Helper()
 	rp, err := webauthn.New(webauthn.Config{PublicURL: publicURL})
 	if err != nil {
