@@ -166,6 +166,17 @@ func (p *Program) serveAuth(ctx context.Context, cfg config.Auth, deps authServe
 		deps.Listening(ln.Addr())
 	}
 	go cleanExpired(ctx, store, op, now, p.logger)
+	// Other replicas' revocations and user changes end this one's cached sessions.
+	listenCtx, stopListening := context.WithCancel(ctx)
+	listened := make(chan struct{})
+	go func() {
+		defer close(listened)
+		postgres.ListenInvalidations(listenCtx, pool, svc.Invalidate, p.logger)
+	}()
+	defer func() {
+		stopListening()
+		<-listened
+	}()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	p.logger.Info("auth service listening", "addr", ln.Addr().String(), "public_url", public, "providers", providerNames(providers), "dev_mode", cfg.DevMode)
