@@ -4,7 +4,8 @@
 # "postgres" OS user that clusters run as when the tests run as root; Node.js and npm,
 # and with them the Azure Blob Storage emulator Azurite, which the tests run, from npm
 # into ${XDG_CACHE_HOME:-~/.cache}/hestami/azurite (or $HESTAMI_AZURITE_DIR); Chromium, which
-# the status page's browser test drives.
+# the status page's browser test drives; redis-server, which the tests of the rate limits
+# shared between replicas (package redis) run on loopback.
 # Idempotent, and a no-op that returns at once when everything is already present.
 #
 # Usage: scripts/install-deps.sh [--bench]
@@ -95,6 +96,9 @@ command -v npm >/dev/null || packages+=(npm)
 command -v chromium >/dev/null || packages+=(chromium)
 # The zstd tool, which tests use to show a stored object decompresses by hand.
 command -v zstd >/dev/null || packages+=(zstd)
+# Redis, for package redis's tests (redistest starts its own servers on free loopback
+# ports; the service the Debian package may set up on port 6379 is not used).
+command -v redis-server >/dev/null || packages+=(redis-server)
 if ((bench)); then
 	command -v pgbackrest >/dev/null || packages+=(pgbackrest)
 fi
