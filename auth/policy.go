@@ -360,6 +360,23 @@ func reasons(rs []string) string {
 	return out + ")"
 }
 
+// The assurance levels a session reaches, as OpenID Connect acr values.
+const (
+	// ACRMFA: a second factor was verified in the session.
+	ACRMFA = "urn:hestami:acr:mfa"
+	// ACRSingle: the sign-in alone.
+	ACRSingle = "urn:hestami:acr:sfa"
+)
+
+// SessionACR is the acr of a session that proved methods (its amr values):
+// ACRMFA when any is a second factor, else ACRSingle.
+func SessionACR(methods []string) string {
+	if slices.ContainsFunc(methods, IsSecondFactor) {
+		return ACRMFA
+	}
+	return ACRSingle
+}
+
 // MFAMethodLabel names a second-factor method for people: "Authenticator app".
 func MFAMethodLabel(method string) string { return methodLabel(method) }
 

@@ -46,6 +46,8 @@ type adminUserPage struct {
 	CanRoles    bool
 	CanManage   bool
 	CanSessions bool
+	// MFA is the user's two-step verification (nil with MFA off).
+	MFA *adminMFAView
 }
 
 type roleChoice struct {
@@ -54,10 +56,12 @@ type roleChoice struct {
 }
 
 var adminNotices = map[string]string{
-	"roles":    "Roles saved.",
-	"disabled": "The account is disabled and its sessions are ended.",
-	"enabled":  "The account is enabled.",
-	"sessions": "The account's sessions are ended.",
+	"roles":        "Roles saved.",
+	"disabled":     "The account is disabled and its sessions are ended.",
+	"enabled":      "The account is enabled.",
+	"sessions":     "The account's sessions are ended.",
+	"mfa_deadline": "The two-step verification deadline is extended.",
+	"mfa_reset":    "Two-step verification is reset: the account's factors, backup codes and remembered devices are gone, its sessions ended, and it sets up again at its next sign-in.",
 }
 
 func (s *Server) adminUser(w http.ResponseWriter, r *http.Request) {
@@ -86,6 +90,10 @@ func (s *Server) renderAdminUser(w http.ResponseWriter, r *http.Request, status 
 	d := &adminUserPage{
 		Target: u, Self: u.ID == actor.ID, Sessions: sessions,
 		CanRoles: actor.Can(auth.PermRolesManage), CanManage: actor.Can(auth.PermUsersManage), CanSessions: actor.Can(auth.PermSessionsMgmt),
+	}
+	if d.MFA, err = s.adminMFA(r, actor, u); err != nil {
+		s.fail(w, r, err)
+		return
 	}
 	for _, role := range auth.Roles {
 		if slices.Contains(role.For, u.Type) {

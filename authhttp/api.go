@@ -122,7 +122,11 @@ func (s *Server) apiMe(w http.ResponseWriter, r *http.Request) {
 	if perms == nil {
 		perms = []auth.Permission{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"user": userOut(u), "permissions": perms, "session": sessionOut(sess, sess.ID)})
+	out := map[string]any{"user": userOut(u), "permissions": perms, "session": sessionOut(sess, sess.ID)}
+	if st := currentMFA(r); st != nil {
+		out["mfa"] = mfaNeedOut(st.decision, "")
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) apiIdentities(w http.ResponseWriter, r *http.Request) {

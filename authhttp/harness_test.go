@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/net/html"
 
 	"github.com/hestami/hestami/auth"
@@ -140,6 +141,11 @@ type envOptions struct {
 	// providers adds real providers (package oauth, against oauthtest's fakes)
 	// beside the alpha and beta stand-ins; redirect is each one's callback URL.
 	providers func(redirect func(name string) string) []auth.Provider
+	// now is the clock of the service and the server (time.Now if nil).
+	now func() time.Time
+	// mfa, if set, makes the MFA components over the test's database and
+	// turns MFA on.
+	mfa func(e *env, pool *pgxpool.Pool, logger *slog.Logger) *authhttp.MFAOptions
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -170,7 +176,15 @@ func newEnv(t *testing.T, o envOptions) *env {
 	cfg.ReturnOrigins = o.returnOrigins
 	cfg.ProviderTypes = o.providerTypes
 	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e.svc = auth.NewService(e.store, providers, cfg, time.Now, logger)
+	now := o.now
+	if now == nil {
+		now = time.Now
+	}
+	e.svc = auth.NewService(e.store, providers, cfg, now, logger)
+	var mfa *authhttp.MFAOptions
+	if o.mfa != nil {
+		mfa = o.mfa(e, pool, logger)
+	}
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	var oidcHandler http.Handler
@@ -189,6 +203,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		Ready: func(ctx context.Context) error { return pool.Ping(ctx) },
 		OIDC:  o.oidc, OIDCHandler: oidcHandler,
 		Metrics: e.metrics, MetricsHandler: e.metrics.Handler(logger),
+		Now: now, MFA: mfa,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -68,9 +69,13 @@ type page struct {
 	Dev      bool
 	CanAdmin bool
 	CanAudit bool
-	Error    string // shown in role="alert"
-	Notice   string // shown in role="status"
-	Data     any
+	// MFA is on (the security page exists); CanRecovery: the user decides on
+	// recovery requests.
+	MFA         bool
+	CanRecovery bool
+	Error       string // shown in role="alert"
+	Notice      string // shown in role="status"
+	Data        any
 }
 
 func (s *Server) newPage(r *http.Request, title string, data any) *page {
@@ -78,6 +83,8 @@ func (s *Server) newPage(r *http.Request, title string, data any) *page {
 	if sess, u := current(r); sess != nil {
 		p.User, p.CSRF = u, s.sessionToken(sess)
 		p.CanAdmin, p.CanAudit = u.Can(auth.PermUsersRead), u.Can(auth.PermAuditRead)
+		p.MFA = s.mfa != nil
+		p.CanRecovery = p.MFA && s.mfa.Recovery != nil && u.Can(auth.PermMFAReset)
 	}
 	return p
 }
@@ -123,7 +130,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 func (s *Server) failPage(w http.ResponseWriter, r *http.Request, err error, heading string, links []link) {
 	status := errorStatus(err)
 	s.logFailure(r, status, err)
-	if isAPI(r.URL.Path) {
+	if d, ok := auth.RetryAfter(err); ok {
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int((d+time.Second-1)/time.Second))))
+	}
+	if isAPI(r.URL.Path) || wantsJSON(r) {
 		writeJSONError(w, status, err)
 		return
 	}
@@ -146,6 +156,12 @@ func (s *Server) failPage(w http.ResponseWriter, r *http.Request, err error, hea
 		}
 	}
 	s.render(w, r, status, "error", s.newPage(r, d.Heading, d))
+}
+
+// wantsJSON reports whether a page request asks for JSON only (the passkey
+// script's calls to a begin endpoint).
+func wantsJSON(r *http.Request) bool {
+	return r.Header.Get("Accept") == "application/json"
 }
 
 var headings = map[int]string{

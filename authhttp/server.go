@@ -78,6 +78,9 @@ type Options struct {
 	TrustedProxies []netip.Prefix
 	// DevMode shows a banner saying this is a development instance.
 	DevMode bool
+	// MFA turns on multi-factor authentication: the policy, the challenge and
+	// setup pages, devices, recovery and their API (see MFAOptions). Nil: off.
+	MFA *MFAOptions
 }
 
 // Server is the auth service's HTTP interface.
@@ -93,6 +96,9 @@ type Server struct {
 	proxies []netip.Prefix
 	dev     bool
 	origins []string // auth.Config.ReturnOrigins
+
+	mfa    *MFAOptions // nil: MFA off
+	sealer *auth.Sealer
 
 	mux     *http.ServeMux
 	routes  []route
@@ -120,13 +126,22 @@ func New(o Options) (*Server, error) {
 	if len(o.CSRFKey) < 32 {
 		problems = append(problems, fmt.Sprintf("CSRFKey must be at least 32 random bytes, got %d", len(o.CSRFKey)))
 	}
+	if o.MFA != nil {
+		problems = append(problems, o.MFA.validate()...)
+	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("auth http server: %s", strings.Join(problems, "; "))
 	}
 	s := &Server{
 		svc: o.Service, public: pub, log: o.Logger, now: o.Now, csrfKey: o.CSRFKey, ready: o.Ready,
 		oidc: o.OIDC, metrics: o.Metrics, proxies: o.TrustedProxies, dev: o.DevMode,
-		origins: o.Service.Config().ReturnOrigins,
+		origins: o.Service.Config().ReturnOrigins, mfa: o.MFA,
+	}
+	s.sealer = s.pageSealer()
+	if s.mfa != nil {
+		if s.mfa.PhoneRegion == "" {
+			s.mfa.PhoneRegion = "US"
+		}
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -148,6 +163,9 @@ func New(o Options) (*Server, error) {
 	}
 	s.mux.HandleFunc("/", s.notFound)
 	s.mux.Handle("GET /assets/", assetHandler())
+	if o.MFA != nil && len(o.MFA.PasskeyScript) > 0 {
+		s.mux.Handle("GET /assets/webauthn.js", scriptHandler(o.MFA.PasskeyScript))
+	}
 	if o.MetricsHandler != nil {
 		s.mux.Handle("GET /metrics", o.MetricsHandler)
 	}
@@ -196,7 +214,7 @@ type route struct {
 }
 
 func (s *Server) routeTable() []route {
-	return []route{
+	return append([]route{
 		{"GET /{$}", public, "", s.root},
 		{"GET /healthz", public, "", s.healthz},
 		{"GET /readyz", public, "", s.readyz},
@@ -237,7 +255,7 @@ func (s *Server) routeTable() []route {
 		{"PUT /api/v1/users/{id}/disabled", signedIn, auth.PermUsersManage, s.apiSetDisabled},
 		{"DELETE /api/v1/users/{id}/sessions", signedIn, auth.PermSessionsMgmt, s.apiRevokeUserSessions},
 		{"GET /api/v1/audit", signedIn, auth.PermAuditRead, s.apiAudit},
-	}
+	}, s.mfaRoutes()...)
 }
 
 // wrap applies a route's access rules around its handler: the session, then the
@@ -254,6 +272,7 @@ func (s *Server) wrap(rt route) http.Handler {
 		if !isAPI(patternPath(rt.pattern)) && strings.HasPrefix(rt.pattern, "POST ") {
 			h = s.requireFormToken(h)
 		}
+		h = s.requireMFA(mfaClassOf(rt.pattern), h)
 		h = s.requireSession(h)
 	}
 	return h

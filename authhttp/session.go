@@ -53,6 +53,7 @@ func (s *Server) setSession(w http.ResponseWriter, token string, sess *auth.Sess
 type signedInUser struct {
 	sess *auth.Session
 	user *auth.User
+	mfa  *mfaState // set by requireMFA when MFA is on
 }
 
 type ctxKey struct{}

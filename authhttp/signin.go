@@ -110,6 +110,10 @@ func (s *Server) signinStart(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errBadFormToken)
 		return
 	}
+	if err := s.limitSignIn(r, ""); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	returnTo := s.safeReturnTo(r.PostFormValue("return_to"), "/account")
 	t := signupType(r.PostFormValue("type"))
 	s.beginLogin(w, r, auth.BeginRequest{Provider: r.PathValue("provider"), Intent: auth.IntentSignIn, ReturnTo: returnTo, UserType: t})
@@ -175,7 +179,87 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	s.setSession(w, res.Token, res.Session)
 	s.log.Info("signed in", "user", res.User.ID, "provider", res.Provider, "created", res.Created, "claimed", res.Claimed, "ip", req.Client.IP)
-	http.Redirect(w, r, s.safeReturnTo(res.ReturnTo, "/account"), http.StatusSeeOther)
+	next := s.safeReturnTo(res.ReturnTo, "/account")
+	if s.mfa != nil {
+		var err error
+		if next, err = s.mfaAfterSignIn(w, r, res, next); err != nil {
+			s.failPage(w, r, err, "Sign-in did not work", []link{{signinURL("", ""), "Sign in again"}})
+			return
+		}
+	}
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+// mfaAfterSignIn runs the MFA side of a completed sign-in: the IP rules (a
+// refused address ends the new session), the device and its new-device email,
+// the suspicious-activity checks (which ask for the second factor even on a
+// remembered device, and email the user), and the policy, which decides where
+// the browser goes next: returnTo, the challenge or the setup wizard.
+func (s *Server) mfaAfterSignIn(w http.ResponseWriter, r *http.Request, res *auth.LoginResult, returnTo string) (string, error) {
+	ctx := r.Context()
+	u, sess := res.User, res.Session
+	c := s.client(r)
+	err := s.checkIP(r, u)
+	if err == nil {
+		err = s.limitSignIn(r, u.ID)
+	}
+	if err != nil {
+		if serr := s.svc.SignOut(ctx, sess, c); serr != nil {
+			s.log.Error("end the session of a refused address", "user", u.ID, "err", serr)
+		}
+		s.clearCookie(w, SessionCookie)
+		return "", err
+	}
+	attempt := auth.SignInAttempt{User: u, Client: c}
+	var dev *auth.Device
+	trustedBefore := false
+	if s.mfa.Devices != nil {
+		trustedBefore = s.trustedDevice(r, u)
+		var isNew bool
+		var err error
+		dev, isNew, err = s.mfa.Devices.Recognise(ctx, u, s.deviceToken(w, r), c)
+		if err != nil {
+			s.log.Error("recognise device", "user", u.ID, "err", err)
+		} else {
+			attempt.DeviceID, attempt.KnownDevice = dev.ID, !isNew
+			if isNew && !res.Created && !res.Claimed && (s.mfa.Risk == nil) {
+				s.notifyNewDevice(ctx, u, dev)
+			}
+		}
+	}
+	var risk *auth.RiskAssessment
+	if s.mfa.Risk != nil {
+		var err error
+		risk, err = s.mfa.Risk.Assess(ctx, attempt)
+		if err != nil {
+			// Without the history, act as for a risky sign-in.
+			s.log.Error("assess sign-in", "user", u.ID, "err", err)
+			risk = &auth.RiskAssessment{RequireMFA: true, Reasons: []string{"the sign-in could not be checked"}}
+		}
+		if risk.Notify && !res.Created && !res.Claimed {
+			s.notifyRisk(ctx, u, dev, risk, c)
+		}
+		if risk.RequireMFA && trustedBefore && dev != nil {
+			// The remembered device no longer skips the second factor: the
+			// trust is dropped on the server, so no later request relies on it.
+			if err := s.mfa.Devices.Revoke(ctx, u, dev.ID, c); err != nil {
+				s.log.Error("drop the trust of a device after a risky sign-in", "user", u.ID, "err", err)
+			}
+			s.clearCookie(w, TrustCookie)
+			r.AddCookie(&http.Cookie{Name: TrustCookie, Value: ""})
+		}
+	}
+	next, st, err := s.afterSignInURL(r, sess, u, risk.MFARisk(), returnTo)
+	if err != nil {
+		return "", err
+	}
+	if st.decision.Action != auth.MFAChallenge && st.decision.Action != auth.MFABlocked && s.mfa.Risk != nil {
+		// The sign-in is complete; a challenged one is recorded when it passes.
+		if err := s.mfa.Risk.Record(ctx, attempt, auth.OutcomeSuccess); err != nil {
+			s.log.Error("record sign-in", "user", u.ID, "err", err)
+		}
+	}
+	return next, nil
 }
 
 // providerLabel keeps the metrics' provider label to the configured providers
@@ -232,6 +316,21 @@ func (s *Server) oidcLogin(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		http.Redirect(w, r, "/signin?"+url.Values{"return_to": {back}}.Encode(), http.StatusSeeOther)
 		return
+	}
+	if s.mfa != nil {
+		if err := s.checkIP(r, u); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		st, err := s.mfaCheck(r, sess, u, auth.PurposeSignIn, auth.MFARisk{})
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if st.decision.Action.Gates() {
+			http.Redirect(w, r, mfaNeedOut(st.decision, back).Location, http.StatusSeeOther)
+			return
+		}
 	}
 	next, err := s.oidc.Complete(r.Context(), id, sess, u)
 	if auth.ErrorCode(err) == auth.CodeUnauthorized {

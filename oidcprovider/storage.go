@@ -96,8 +96,8 @@ var mfaMethods = []string{"mfa", "otp", "hwk", "swk", "sms", "tel", "pin", "fpt"
 // The acr values: ACRMFA when the sign-in included a second factor, ACRSingle
 // otherwise.
 const (
-	ACRMFA    = "urn:hestami:acr:mfa"
-	ACRSingle = "urn:hestami:acr:sfa"
+	ACRMFA    = auth.ACRMFA
+	ACRSingle = auth.ACRSingle
 )
 
 func acr(amr []string) string {
