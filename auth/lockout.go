@@ -158,7 +158,10 @@ func lockedError(until, now time.Time) *Error {
 
 // Check returns nil if a may be verified now, or the refusal while a lock lasts:
 // an *Error with CodeRateLimited saying when to try again (RetryAfter(err) tells
-// how long). Call it before checking a code.
+// how long). Call it before checking a code, then Fail or Succeed with the
+// result. Check reserves nothing: attempts sent at once all pass it before the
+// first Fail lands, so pair it with Throttle.Verify, which counts each attempt
+// atomically before it is checked.
 func (l *Lockout) Check(ctx context.Context, a LockoutAttempt) error {
 	st, err := l.store.LockoutState(ctx, a.key())
 	if err != nil {
