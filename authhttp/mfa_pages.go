@@ -217,6 +217,7 @@ func (s *Server) setupFail(w http.ResponseWriter, r *http.Request, err error, d 
 		return
 	}
 	s.logFailure(r, status, err)
+	setRetryAfter(w, err)
 	p := s.newPage(r, "Set up two-step verification", nil)
 	p.Error = auth.ErrorMessage(err)
 	s.renderSetup(w, r, status, p, d)
@@ -378,6 +379,7 @@ func (s *Server) mfaSetupTOTPConfirm(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.logFailure(r, status, err)
+	setRetryAfter(w, err)
 		s.renderTOTP(w, r, status, auth.ErrorMessage(err), en)
 		return
 	}
@@ -700,6 +702,7 @@ func (s *Server) challengeFail(w http.ResponseWriter, r *http.Request, err error
 		return
 	}
 	s.logFailure(r, status, err)
+	setRetryAfter(w, err)
 	s.renderChallenge(w, r, status, auth.ErrorMessage(err), nil)
 }
 

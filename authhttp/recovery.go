@@ -65,6 +65,7 @@ func (s *Server) recoveryFail(w http.ResponseWriter, r *http.Request, err error)
 		return
 	}
 	s.logFailure(r, status, err)
+	setRetryAfter(w, err)
 	p := s.newPage(r, "Recover your account", nil)
 	p.Error = auth.ErrorMessage(err)
 	s.renderRecovery(w, r, status, p)
@@ -196,6 +197,7 @@ func (s *Server) adminRecoveryFail(w http.ResponseWriter, r *http.Request, err e
 		return
 	}
 	s.logFailure(r, status, err)
+	setRetryAfter(w, err)
 	p := s.newPage(r, "Recovery requests", nil)
 	p.Error = auth.ErrorMessage(err)
 	s.renderAdminRecovery(w, r, status, p)

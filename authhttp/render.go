@@ -85,6 +85,10 @@ func (s *Server) newPage(r *http.Request, title string, data any) *page {
 		p.CanAdmin, p.CanAudit = u.Can(auth.PermUsersRead), u.Can(auth.PermAuditRead)
 		p.MFA = s.mfa != nil
 		p.CanRecovery = p.MFA && s.mfa.Recovery != nil && u.Can(auth.PermMFAReset)
+		if st := currentMFA(r); st != nil && st.decision.Action.Gates() {
+			// Until the second factor, the other pages only send back here.
+			p.CanAdmin, p.CanAudit, p.CanRecovery, p.MFA = false, false, false, false
+		}
 	}
 	return p
 }
@@ -130,9 +134,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 func (s *Server) failPage(w http.ResponseWriter, r *http.Request, err error, heading string, links []link) {
 	status := errorStatus(err)
 	s.logFailure(r, status, err)
-	if d, ok := auth.RetryAfter(err); ok {
-		w.Header().Set("Retry-After", strconv.Itoa(max(1, int((d+time.Second-1)/time.Second))))
-	}
+	setRetryAfter(w, err)
 	if isAPI(r.URL.Path) || wantsJSON(r) {
 		writeJSONError(w, status, err)
 		return
@@ -156,6 +158,14 @@ func (s *Server) failPage(w http.ResponseWriter, r *http.Request, err error, hea
 		}
 	}
 	s.render(w, r, status, "error", s.newPage(r, d.Heading, d))
+}
+
+// setRetryAfter tells a client refused by a rate limit or a lockout when to
+// come back.
+func setRetryAfter(w http.ResponseWriter, err error) {
+	if d, ok := auth.RetryAfter(err); ok {
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int((d+time.Second-1)/time.Second))))
+	}
 }
 
 // wantsJSON reports whether a page request asks for JSON only (the passkey

@@ -68,8 +68,8 @@ func (s *Server) renderSecurity(w http.ResponseWriter, r *http.Request, status i
 	_, u := current(r)
 	st := currentMFA(r)
 	d := &securityPage{Decision: st.decision, DevicesOn: s.mfa.Devices != nil}
-	if st.decision.Action == auth.MFAPrompt {
-		d.Decision.Reason = ""
+	if a := st.decision.Action; a != auth.MFASetup && a != auth.MFASetupRequired {
+		d.Decision.Reason = "" // "this device is remembered" and the like say nothing here
 	}
 	if !st.decision.Deadline.IsZero() {
 		d.Deadline, d.Left = st.decision.Deadline, timeLeft(st.decision.Deadline.Sub(s.now()))
@@ -119,6 +119,7 @@ func (s *Server) securityFail(w http.ResponseWriter, r *http.Request, err error)
 		return
 	}
 	s.logFailure(r, status, err)
+	setRetryAfter(w, err)
 	p := s.newPage(r, "Security", nil)
 	p.Error = auth.ErrorMessage(err)
 	s.renderSecurity(w, r, status, p)
