@@ -379,7 +379,7 @@ func (s *Server) mfaSetupTOTPConfirm(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.logFailure(r, status, err)
-	setRetryAfter(w, err)
+		setRetryAfter(w, err)
 		s.renderTOTP(w, r, status, auth.ErrorMessage(err), en)
 		return
 	}
