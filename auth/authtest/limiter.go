@@ -201,8 +201,11 @@ func tickFor(l Limiters, from time.Time, d time.Duration) {
 // Window after it, not until some fixed boundary.
 func testLimiterWindowSlides(t *testing.T, l Limiters) {
 	lim := auth.Limit{Events: 2, Window: l.Window}
-	t0 := l.Now()
+	// The first event happens between t0 and t0done (by the limiters' clock,
+	// which may count in microseconds).
+	t0 := l.Now().Truncate(time.Microsecond)
 	wantAllowed(t, l.A, "slide", lim, 1, true)
+	t0done := l.Now()
 	tickFor(l, t0, l.Window/2)
 	t1 := l.Now()
 	wantAllowed(t, l.B, "slide", lim, 1, true)
@@ -213,7 +216,7 @@ func testLimiterWindowSlides(t *testing.T, l Limiters) {
 	if early := t0.Add(lim.Window).Sub(got); early > 0 {
 		t.Fatalf("allowed again %s after the first event, before its window of %s ended", got.Sub(t0), lim.Window)
 	}
-	if late := got.Sub(t1.Add(lim.Window / 2)); late > l.Slack {
+	if late := got.Sub(t0done.Add(lim.Window)); late > l.Slack {
 		t.Fatalf("allowed again %s after the first event: %s later than its window of %s", got.Sub(t0), late, lim.Window)
 	}
 	// The second event still counts: one leaving the window made room for one.
@@ -231,13 +234,18 @@ func testLimiterWindowSlides(t *testing.T, l Limiters) {
 func testLimiterRetryAfter(t *testing.T, l Limiters) {
 	lim := auth.Limit{Events: 3, Window: l.Window}
 	wantAllowed(t, l.A, "retry", lim, 3, true)
-	refused := l.Now()
+	// The refusal is decided between before and after.
+	before := l.Now().Truncate(time.Microsecond)
 	res := allow(t, l.B, "retry", lim)
+	after := l.Now()
 	if res.Allowed {
 		t.Fatal("fourth event allowed")
 	}
 	got := until(t, l, l.A, "retry", lim)
-	if d := got.Sub(refused); d < res.RetryAfter-l.Slack || d > res.RetryAfter+l.Slack {
-		t.Fatalf("allowed again %s after RetryAfter said %s (slack %s)", d, res.RetryAfter, l.Slack)
+	if got.Before(before.Add(res.RetryAfter)) {
+		t.Fatalf("allowed again %s after the refusal, before its RetryAfter of %s", got.Sub(before), res.RetryAfter)
+	}
+	if late := got.Sub(after.Add(res.RetryAfter)); late > l.Slack {
+		t.Fatalf("allowed again %s after its RetryAfter of %s (slack %s)", late, res.RetryAfter, l.Slack)
 	}
 }
