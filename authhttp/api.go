@@ -122,11 +122,22 @@ func (s *Server) apiMe(w http.ResponseWriter, r *http.Request) {
 	if perms == nil {
 		perms = []auth.Permission{}
 	}
-	out := map[string]any{"user": userOut(u), "permissions": perms, "session": sessionOut(sess, sess.ID)}
+	out := meJSON{Permissions: perms, Session: sessionOut(sess, sess.ID), User: userOut(u)}
 	if st := currentMFA(r); st != nil {
-		out["mfa"] = mfaNeedOut(st.decision, "")
+		need := mfaNeedOut(st.decision, "")
+		out.MFA = &need
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// meJSON is the answer of GET /api/v1/me, which a signed-in frontend asks on
+// every page: a struct, because encoding a map costs a sort of its keys and a
+// reflection per value. The fields are in the order a map's keys would be.
+type meJSON struct {
+	MFA         *mfaNeedJSON      `json:"mfa,omitempty"`
+	Permissions []auth.Permission `json:"permissions"`
+	Session     sessionJSON       `json:"session"`
+	User        userJSON          `json:"user"`
 }
 
 func (s *Server) apiIdentities(w http.ResponseWriter, r *http.Request) {
