@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -141,6 +142,8 @@ type envOptions struct {
 	// providers adds real providers (package oauth, against oauthtest's fakes)
 	// beside the alpha and beta stand-ins; redirect is each one's callback URL.
 	providers func(redirect func(name string) string) []auth.Provider
+	// trustedProxies are believed about X-Forwarded-For.
+	trustedProxies []netip.Prefix
 	// now is the clock of the service and the server (time.Now if nil).
 	now func() time.Time
 	// mfa, if set, makes the MFA components over the test's database and
@@ -203,7 +206,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		Ready: func(ctx context.Context) error { return pool.Ping(ctx) },
 		OIDC:  o.oidc, OIDCHandler: oidcHandler,
 		Metrics: e.metrics, MetricsHandler: e.metrics.Handler(logger),
-		Now: now, MFA: mfa,
+		Now: now, MFA: mfa, TrustedProxies: o.trustedProxies,
 	})
 	if err != nil {
 		t.Fatal(err)

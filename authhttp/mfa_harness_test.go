@@ -3,6 +3,7 @@ package authhttp_test
 import (
 	"crypto/rand"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strings"
@@ -53,15 +54,17 @@ type mfaEnv struct {
 
 // mfaEnvOptions tune newMFAEnv.
 type mfaEnvOptions struct {
-	policy  *auth.MFAPolicy
-	lockout auth.LockoutConfig
-	tweak   func(o *authhttp.MFAOptions)
+	policy         *auth.MFAPolicy
+	lockout        auth.LockoutConfig
+	risk           auth.RiskConfig
+	trustedProxies []netip.Prefix
+	tweak          func(o *authhttp.MFAOptions)
 }
 
 func newMFAEnv(t *testing.T, o mfaEnvOptions) *mfaEnv {
 	t.Helper()
 	m := &mfaEnv{clock: newClock(), mail: smtptest.Start(t, smtptest.Options{})}
-	m.env = newEnv(t, envOptions{now: m.clock.Now, mfa: func(e *env, pool *pgxpool.Pool, logger *slog.Logger) *authhttp.MFAOptions {
+	m.env = newEnv(t, envOptions{now: m.clock.Now, trustedProxies: o.trustedProxies, mfa: func(e *env, pool *pgxpool.Pool, logger *slog.Logger) *authhttp.MFAOptions {
 		now := m.clock.Now
 		m.mfaStore = postgres.NewMFAStore(pool)
 		sealer, err := auth.NewSealer(map[string][]byte{"k1": randomKey()}, "k1")
@@ -98,7 +101,7 @@ func newMFAEnv(t *testing.T, o mfaEnvOptions) *mfaEnv {
 			Policy: policy, Factors: factors, Settings: m.mfaStore, Codes: codes,
 			Passkeys: auth.NewPasskeys(rp, m.mfaStore, postgres.NewPasskeyStore(pool), audit, now, logger), PasskeyScript: webauthn.Script,
 			Devices: devices, Recovery: recovery, Mailer: mailer,
-			Risk:     auth.NewRisk(postgres.NewSignInStore(pool), nil, auth.RiskConfig{}, audit, now, logger),
+			Risk:     auth.NewRisk(postgres.NewSignInStore(pool), nil, o.risk, audit, now, logger),
 			Lockout:  auth.NewLockout(auth.NewMemoryLockoutStore(now), o.lockout, audit, now, logger),
 			Throttle: auth.NewThrottle(limiter, auth.RateLimits{}, logger),
 		}

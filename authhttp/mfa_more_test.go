@@ -1,0 +1,249 @@
+package authhttp_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hestami/hestami/auth"
+	"github.com/hestami/hestami/authhttp"
+	"github.com/hestami/hestami/webauthn/webauthntest"
+)
+
+// forwardedFor makes the browser's requests come through a trusted proxy on
+// behalf of the address ip holds.
+type forwardedFor struct {
+	ip atomic.Value // string
+}
+
+func (f *forwardedFor) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("X-Forwarded-For", f.ip.Load().(string))
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func (b *browser) from(ip string) *forwardedFor {
+	f := &forwardedFor{}
+	f.ip.Store(ip)
+	b.c.Transport = f
+	return f
+}
+
+// TestMFAIPRules: staff may only sign in, and go on, from the office network;
+// other accounts are not concerned; refusals are audited.
+func TestMFAIPRules(t *testing.T) {
+	t.Parallel()
+	rule, err := auth.ParseIPRule("for=staff; allow=10.0.0.0/8; network=the office or VPN network")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := auth.NewIPRules(rule)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newMFAEnv(t, mfaEnvOptions{
+		trustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+		tweak:          func(o *authhttp.MFAOptions) { o.IPRules = rules },
+	})
+	staff, prof := m.newUser(t, auth.TypeStaff, "ivo@hestami.example")
+
+	// From home: refused at sign-in, and no session is left.
+	home := m.browser()
+	home.from("203.0.113.9")
+	p := home.signIn(prof, "", "")
+	if p.StatusCode != http.StatusForbidden || !strings.Contains(text(p.body), "the office or VPN network") {
+		t.Fatalf("a staff sign-in from home: %d\n%s", p.StatusCode, text(p.body))
+	}
+	if home.cookie(authhttp.SessionCookie) != "" {
+		t.Error("a refused sign-in left a session cookie")
+	}
+	if ss, _ := m.svc.Sessions(t.Context(), staff.ID); len(ss) != 0 {
+		t.Errorf("a refused sign-in left %d sessions", len(ss))
+	}
+
+	// From the office: in; moving out mid-session is refused.
+	office := m.browser()
+	addr := office.from("10.1.2.3")
+	mustAt(t, office.signIn(prof, "", ""), "/mfa/setup")
+	mustAt(t, office.get("/account"), "/account")
+	addr.ip.Store("198.51.100.7")
+	if p := office.get("/account"); p.StatusCode != http.StatusForbidden {
+		t.Fatalf("the session from outside the office: %d", p.StatusCode)
+	}
+	if p := office.api("GET", "/api/v1/me", ""); p.StatusCode != http.StatusForbidden || !strings.Contains(p.body, "office or VPN") {
+		t.Fatalf("the API from outside the office: %d %s", p.StatusCode, p.body)
+	}
+	if !m.audited(t, staff.ID, "ip.refuse", auth.OutcomeFailure) {
+		t.Error("the refusals are not in the audit log")
+	}
+
+	// Owners are not concerned.
+	owner := m.browser()
+	owner.from("203.0.113.9")
+	mustAt(t, owner.signIn(profile("alpha", randomID(), "oona@example.com"), auth.TypeOwner, ""), "/mfa/setup")
+}
+
+// TestMFASuspiciousSignIn: a burst of wrong codes on the account makes even the
+// remembered device answer a challenge (its trust is dropped), and the owner
+// gets an email saying why; a sign-in from a new browser gets the new-device
+// email.
+func TestMFASuspiciousSignIn(t *testing.T) {
+	t.Parallel()
+	m := newMFAEnv(t, mfaEnvOptions{risk: auth.RiskConfig{BurstFailures: 3}})
+	a, prof, secret, _ := m.enrolOwner(t, "ursula@example.com")
+	u := m.userByEmail(t, "ursula@example.com")
+	a.post("/signout", formFields(t, a.get("/account").body, "/signout"))
+	p := a.signIn(prof, "", "")
+	p = a.submit(p, "/mfa/challenge", url.Values{"code": {m.code(t, secret, 1)}, "remember": {"on"}})
+	mustAt(t, p, "/account")
+	a.post("/signout", formFields(t, p.body, "/signout"))
+
+	// Someone else, with the owner's provider account, guesses codes.
+	b := m.browser()
+	p = b.signIn(prof, "", "")
+	mustAt(t, p, "/mfa/challenge")
+	if mails := m.mailTo(t, "ursula@example.com"); len(mails) == 0 || !strings.Contains(mails[len(mails)-1].Subject, "New sign-in") {
+		t.Fatalf("no new-device email for the new browser: %v", mails)
+	}
+	for _, c := range []string{"100000", "200000", "300000"} {
+		p = b.submit(p, "/mfa/challenge", url.Values{"code": {c}})
+	}
+
+	// The owner's remembered browser is asked too, and told why.
+	p = a.signIn(prof, "", "")
+	mustAt(t, p, "/mfa/challenge")
+	if got := text(p.body); !strings.Contains(got, "Enter your second factor") {
+		t.Errorf("the challenge after the burst:\n%s", got)
+	}
+	if a.cookie(authhttp.TrustCookie) != "" {
+		t.Error("the trust cookie survived the suspicious sign-in")
+	}
+	mails := m.mailTo(t, "ursula@example.com")
+	last := mails[len(mails)-1]
+	if last.Subject != "Unusual sign-in to your Hestami account" || !strings.Contains(last.Body, "many failed attempts") || !strings.Contains(last.Body, "/account/security") {
+		t.Fatalf("the suspicious sign-in email: %q\n%s", last.Subject, last.Body)
+	}
+	if !m.audited(t, u.ID, "signin.risk", auth.OutcomeSuccess) || !m.audited(t, u.ID, "signin.risk.notify", auth.OutcomeSuccess) {
+		t.Error("the risk and its email are not in the audit log")
+	}
+	m.clock.Advance(30 * time.Second) // the next code: the last one was used
+	p = a.submit(p, "/mfa/challenge", url.Values{"code": {m.code(t, secret, 1)}})
+	mustAt(t, p, "/account")
+}
+
+// TestMFAEmailCodes: a secondary email added from the security page (its code
+// proves it) then answers a challenge by email.
+func TestMFAEmailCodes(t *testing.T) {
+	t.Parallel()
+	m := newMFAEnv(t, mfaEnvOptions{})
+	b, prof, _, _ := m.enrolOwner(t, "emma@example.com")
+	p := b.get("/account/security")
+	p = b.get("/mfa/setup?return_to=/account/security")
+	mustAt(t, p, "/mfa/setup")
+	p = b.submit(p, "/mfa/setup/email", url.Values{"email": {"emma.backup@example.net"}})
+	mustAt(t, p, "/mfa/setup/email")
+	if got := text(p.body); !strings.Contains(got, "We sent a code to") {
+		t.Fatalf("after asking for the email code:\n%s", got)
+	}
+	p = b.submit(p, "/mfa/setup/email/confirm", url.Values{"code": {m.lastCode(t, "emma.backup@example.net")}})
+	mustAt(t, p, "/account/security")
+	if got := text(p.body); !strings.Contains(got, "Email code") {
+		t.Fatalf("the security page after adding the email:\n%s", got)
+	}
+	b.post("/signout", formFields(t, b.get("/account").body, "/signout"))
+
+	p = b.signIn(prof, "", "")
+	p = b.get("/mfa/challenge?method=email&return_to=/account")
+	p = b.submit(p, "/mfa/challenge/send", nil)
+	if got := text(p.body); p.StatusCode != 200 || !strings.Contains(got, "We sent a code to e") {
+		t.Fatalf("after sending the challenge code: %d\n%s", p.StatusCode, got)
+	}
+	p = b.submit(p, "/mfa/challenge", url.Values{"code": {m.lastCode(t, "emma.backup@example.net")}})
+	mustAt(t, p, "/account")
+	p = b.api("GET", "/api/v1/me/assurance", "")
+	if !strings.Contains(p.body, `"second_factors":["email"]`) {
+		t.Errorf("assurance after an email code: %s", p.body)
+	}
+}
+
+// TestMFAPasskeys: a passkey added through the API (a software authenticator
+// plays the browser) answers the challenge through the pages' passkey
+// endpoints, which follow webauthn.Script's contract.
+func TestMFAPasskeys(t *testing.T) {
+	t.Parallel()
+	m := newMFAEnv(t, mfaEnvOptions{})
+	_, prof := m.newUser(t, auth.TypeStaff, "pia@hestami.example")
+	key := webauthntest.New(m.base)
+	b := m.browser()
+	mustAt(t, b.signIn(prof, "", ""), "/mfa/setup")
+
+	p := b.api("POST", "/api/v1/me/factors/passkey/begin", `{"name":"Test key"}`)
+	var begin struct {
+		Ceremony string          `json:"ceremony"`
+		Options  json.RawMessage `json:"options"`
+	}
+	if p.StatusCode != 200 || json.Unmarshal([]byte(p.body), &begin) != nil || begin.Ceremony == "" {
+		t.Fatalf("passkey begin: %d %s", p.StatusCode, p.body)
+	}
+	cred, err := key.Create(begin.Options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]any{"ceremony": begin.Ceremony, "response": json.RawMessage(cred)})
+	p = b.api("POST", "/api/v1/me/factors/passkey/finish", string(body))
+	var added struct {
+		Assurance   struct{ AAL int } `json:"assurance"`
+		BackupCodes []string          `json:"backup_codes"`
+	}
+	if p.StatusCode != http.StatusCreated || json.Unmarshal([]byte(p.body), &added) != nil || added.Assurance.AAL != 2 || len(added.BackupCodes) != 10 {
+		t.Fatalf("passkey finish: %d %s", p.StatusCode, p.body)
+	}
+	p = b.api("GET", "/api/v1/me/factors", "")
+	if !strings.Contains(p.body, `"method":"hwk"`) || !strings.Contains(p.body, `"label":"Test key"`) || !strings.Contains(p.body, `"action":"allow"`) {
+		t.Fatalf("factors after the passkey: %s", p.body)
+	}
+	b.post("/signout", formFields(t, b.get("/account").body, "/signout"))
+
+	// The challenge page offers the passkey first, with its script.
+	p = b.signIn(prof, "", "")
+	mustAt(t, p, "/mfa/challenge")
+	if !strings.Contains(p.body, `data-webauthn-begin="/mfa/challenge/passkey/begin"`) || !strings.Contains(p.body, `src="/assets/webauthn.js"`) {
+		t.Fatalf("the challenge page has no passkey form:\n%s", p.body)
+	}
+	if s := b.get("/assets/webauthn.js"); s.StatusCode != 200 || !strings.HasPrefix(s.Header.Get("Content-Type"), "text/javascript") {
+		t.Fatalf("GET /assets/webauthn.js: %d %s", s.StatusCode, s.Header.Get("Content-Type"))
+	}
+	// What the script does: the begin endpoint with the form's fields...
+	form := formFields(t, p.body, "/mfa/challenge/passkey/finish")
+	req, _ := http.NewRequest("POST", m.base+"/mfa/challenge/passkey/begin", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Origin", m.base)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	p = b.do(req)
+	if p.StatusCode != 200 || json.Unmarshal([]byte(p.body), &begin) != nil {
+		t.Fatalf("the page's passkey begin: %d %s", p.StatusCode, p.body)
+	}
+	assertion, err := key.Get(begin.Options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ... then the form itself, with the ceremony and the answer.
+	form.Set("ceremony", begin.Ceremony)
+	form.Set("response", string(assertion))
+	form.Set("remember", "on")
+	p = b.post("/mfa/challenge/passkey/finish", form)
+	mustAt(t, p, "/account")
+	if b.cookie(authhttp.TrustCookie) == "" {
+		t.Error("\"remember this device\" with a passkey set no trust cookie")
+	}
+	p = b.api("GET", "/api/v1/me/assurance", "")
+	if !strings.Contains(p.body, `"second_factors":["hwk"]`) || !strings.Contains(p.body, auth.ACRMFA) {
+		t.Errorf("assurance after the passkey: %s", p.body)
+	}
+}
