@@ -102,7 +102,7 @@ func (p *Program) serveAuth(ctx context.Context, cfg config.Auth, deps authServe
 	store := postgres.NewAuthStore(pool)
 	secret := cfg.Secret
 	if secret == "" && cfg.DevMode {
-		secret = auth.NewToken() // dev: forms stop working across restarts, nothing else
+		secret = auth.NewToken() // dev without a secret: forms and TOTP secrets last one run
 	}
 	csrfKey, err := hkdf.Key(sha256.New, []byte(secret), nil, "hestami auth csrf", 32)
 	if err != nil {
@@ -134,6 +134,15 @@ func (p *Program) serveAuth(ctx context.Context, cfg config.Auth, deps authServe
 	scfg.ReturnOrigins = cfg.ReturnOrigins
 	scfg.ProviderTypes = providerTypes(cfg)
 	svc := auth.NewService(store, providers, scfg, now, p.logger)
+	mfa, err := p.buildMFA(ctx, cfg, secret, public, pool, svc, now)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, c := range mfa.close {
+			c()
+		}
+	}()
 	if deps.DevUsers {
 		if err := seedDevUsers(ctx, svc, store); err != nil {
 			return err
@@ -157,6 +166,7 @@ func (p *Program) serveAuth(ctx context.Context, cfg config.Auth, deps authServe
 		Ready:  func(ctx context.Context) error { return pool.Ping(ctx) },
 		DevIdP: devHandler, TrustedProxies: proxies, DevMode: cfg.DevMode,
 		OIDC: op, OIDCHandler: op.Handler(), Metrics: metrics, MetricsHandler: metrics.Handler(p.logger),
+		MFA: mfa.opts,
 	})
 	if err != nil {
 		return err
@@ -165,7 +175,7 @@ func (p *Program) serveAuth(ctx context.Context, cfg config.Auth, deps authServe
 	if deps.Listening != nil {
 		deps.Listening(ln.Addr())
 	}
-	go cleanExpired(ctx, store, op, now, p.logger)
+	go cleanExpired(ctx, store, op, mfa, now, p.logger)
 	// Other replicas' revocations and user changes end this one's cached sessions.
 	listenCtx, stopListening := context.WithCancel(ctx)
 	listened := make(chan struct{})
@@ -317,8 +327,9 @@ func seedDevUsers(ctx context.Context, svc *auth.Service, store auth.Store) erro
 	return nil
 }
 
-// cleanExpired removes ended sessions, sign-ins and OpenID Connect grants hourly.
-func cleanExpired(ctx context.Context, store auth.Store, op *oidcprovider.Provider, now func() time.Time, log *slog.Logger) {
+// cleanExpired removes ended sessions, sign-ins, OpenID Connect grants and MFA
+// codes and ceremonies hourly.
+func cleanExpired(ctx context.Context, store auth.Store, op *oidcprovider.Provider, mfa *mfaStack, now func() time.Time, log *slog.Logger) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
@@ -331,6 +342,7 @@ func cleanExpired(ctx context.Context, store auth.Store, op *oidcprovider.Provid
 		if _, err := op.DeleteExpired(ctx); err != nil && ctx.Err() == nil {
 			log.Warn("remove expired OpenID Connect requests and tokens", "err", err)
 		}
+		mfa.housekeeping(ctx, log)
 		select {
 		case <-ctx.Done():
 			return

@@ -7,10 +7,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/hestami/hestami/auth"
 	"github.com/hestami/hestami/config"
 	"github.com/hestami/hestami/postgres"
 )
@@ -165,6 +167,13 @@ postgres:
 		acfg.Listen = fmt.Sprintf("127.0.0.1:%d", o.AuthPort)
 		acfg.PublicURL = fmt.Sprintf("http://localhost:%d", o.AuthPort)
 		acfg.DatabaseURL = c.ConnString("hestami")
+		if acfg.Secret == "" {
+			// Kept in the directory, so sessions' forms and sealed TOTP secrets
+			// survive restarts of hestami dev.
+			if acfg.Secret, err = devSecret(filepath.Join(dir, "auth-secret")); err != nil {
+				return err
+			}
+		}
 		ready := make(chan struct{})
 		go func() {
 			authErr <- p.serveAuth(ctx, acfg, authServeDeps{DevUsers: true, Ready: func(string) { close(ready) }})
@@ -214,4 +223,16 @@ Press Ctrl-C to stop.
 	}
 	fmt.Fprintln(w, "\nStopping the local PostgreSQL...")
 	return nil
+}
+
+// devSecret returns the development auth secret kept in path, making it first.
+func devSecret(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) >= 32 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	secret := auth.NewToken()
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("keep the development auth secret: %w", err)
+	}
+	return secret, nil
 }
