@@ -195,7 +195,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		op, err := oidcprovider.New(ctx, oidcprovider.Config{
 			Issuer: e.base + "/oidc", Clients: o.oidcClients,
 			LoginURL: func(id string) string { return e.base + "/oidc-login?" + url.Values{"id": {id}}.Encode() },
-		}, postgres.NewOIDCStore(pool), e.store, time.Now, logger)
+		}, postgres.NewOIDCStore(pool), e.store, now, logger)
 		if err != nil {
 			t.Fatal(err)
 		}

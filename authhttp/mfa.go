@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hestami/hestami/auth"
@@ -61,6 +62,12 @@ type MFAOptions struct {
 	// PhoneRegion reads phone numbers typed without a country code
 	// (ISO 3166-1, "US"); default "US".
 	PhoneRegion string
+	// CacheTTL is how long a user's factor list and MFA settings are reused
+	// between requests, so that the policy costs no query on most requests
+	// (DefaultMFACacheTTL; negative: read them every time). Changes made through this
+	// server take effect at once; another replica's (an administrator's reset
+	// there, a factor added there) after CacheTTL at most.
+	CacheTTL time.Duration
 }
 
 // IPRules decides whether a user may use the service from an address
@@ -85,6 +92,9 @@ func (o *MFAOptions) validate() []string {
 	}
 	return problems
 }
+
+// DefaultMFACacheTTL is MFAOptions.CacheTTL's default.
+const DefaultMFACacheTTL = 2 * time.Second
 
 // TrustCookie holds a browser's "remember this device" token, beside the device
 // cookie auth.DeviceCookie (hestami_device).
@@ -214,17 +224,84 @@ func currentMFA(r *http.Request) *mfaState {
 	return v.mfa
 }
 
-// mfaCheck evaluates the policy for the session's user, for purpose.
-func (s *Server) mfaCheck(r *http.Request, sess *auth.Session, u *auth.User, purpose auth.MFAPurpose, risk auth.MFARisk) (*mfaState, error) {
-	ctx := r.Context()
+// mfaFacts are what the policy reads about a user: the methods of their
+// confirmed factors and their MFA settings.
+type mfaFacts struct {
+	methods  []string
+	settings auth.MFASettings
+	at       time.Time
+}
+
+// mfaCache keeps users' mfaFacts for a short while.
+type mfaCache struct {
+	mu    sync.Mutex
+	ttl   time.Duration
+	users map[string]mfaFacts
+}
+
+// maxMFACache bounds the cache: past it, it starts over.
+const maxMFACache = 10000
+
+func (c *mfaCache) get(userID string, now time.Time) (mfaFacts, bool) {
+	if c.ttl <= 0 {
+		return mfaFacts{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f, ok := c.users[userID]
+	if !ok || now.Sub(f.at) >= c.ttl || now.Before(f.at) {
+		return mfaFacts{}, false
+	}
+	return f, true
+}
+
+func (c *mfaCache) put(userID string, f mfaFacts) {
+	if c.ttl <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.users) >= maxMFACache {
+		c.users = map[string]mfaFacts{}
+	}
+	c.users[userID] = f
+}
+
+// forget drops what the cache knows of the user (after a change to their
+// factors or settings).
+func (c *mfaCache) forget(userID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.users, userID)
+}
+
+// facts returns u's mfaFacts, from the cache while they are fresh.
+func (s *Server) facts(ctx context.Context, u *auth.User) (mfaFacts, error) {
+	now := s.now()
+	if f, ok := s.mfaCache.get(u.ID, now); ok {
+		return f, nil
+	}
 	methods, err := s.mfa.Factors.Methods(ctx, u)
 	if err != nil {
-		return nil, fmt.Errorf("mfa check: %w", err)
+		return mfaFacts{}, fmt.Errorf("mfa check: %w", err)
 	}
 	settings, err := s.mfa.Settings.MFASettings(ctx, u.ID)
 	if err != nil {
-		return nil, fmt.Errorf("mfa check: settings: %w", err)
+		return mfaFacts{}, fmt.Errorf("mfa check: settings: %w", err)
 	}
+	f := mfaFacts{methods: methods, settings: *settings, at: now}
+	s.mfaCache.put(u.ID, f)
+	return f, nil
+}
+
+// mfaCheck evaluates the policy for the session's user, for purpose.
+func (s *Server) mfaCheck(r *http.Request, sess *auth.Session, u *auth.User, purpose auth.MFAPurpose, risk auth.MFARisk) (*mfaState, error) {
+	ctx := r.Context()
+	f, err := s.facts(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	methods, settings := f.methods, &f.settings
 	st := &mfaState{methods: methods, settings: settings, trusted: s.trustedDevice(r, u)}
 	in := auth.MFAInput{User: u, Methods: methods, Settings: settings, Session: sess, Purpose: purpose, Risk: risk,
 		TrustedDevice: st.trusted, Now: s.now()}
@@ -460,6 +537,7 @@ func (s *Server) checkSecondFactor(w http.ResponseWriter, r *http.Request, u *au
 func (s *Server) elevate(w http.ResponseWriter, r *http.Request, sess *auth.Session, u *auth.User, method string, remember bool) (*auth.Session, error) {
 	ctx := r.Context()
 	c := s.client(r)
+	s.mfaCache.forget(u.ID) // a factor was just added, or used: read afresh
 	token, next, err := s.svc.ElevateSession(ctx, sess, u, method, c)
 	if err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hestami/hestami/auth"
 	"github.com/hestami/hestami/authhttp"
+	"github.com/hestami/hestami/oidcprovider"
 	"github.com/hestami/hestami/postgres"
 	"github.com/hestami/hestami/smtp"
 	"github.com/hestami/hestami/smtp/smtptest"
@@ -58,13 +59,14 @@ type mfaEnvOptions struct {
 	lockout        auth.LockoutConfig
 	risk           auth.RiskConfig
 	trustedProxies []netip.Prefix
+	oidcClients    []oidcprovider.Client
 	tweak          func(o *authhttp.MFAOptions)
 }
 
 func newMFAEnv(t *testing.T, o mfaEnvOptions) *mfaEnv {
 	t.Helper()
 	m := &mfaEnv{clock: newClock(), mail: smtptest.Start(t, smtptest.Options{})}
-	m.env = newEnv(t, envOptions{now: m.clock.Now, trustedProxies: o.trustedProxies, mfa: func(e *env, pool *pgxpool.Pool, logger *slog.Logger) *authhttp.MFAOptions {
+	m.env = newEnv(t, envOptions{now: m.clock.Now, trustedProxies: o.trustedProxies, oidcClients: o.oidcClients, mfa: func(e *env, pool *pgxpool.Pool, logger *slog.Logger) *authhttp.MFAOptions {
 		now := m.clock.Now
 		m.mfaStore = postgres.NewMFAStore(pool)
 		sealer, err := auth.NewSealer(map[string][]byte{"k1": randomKey()}, "k1")

@@ -10,8 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
 	"github.com/hestami/hestami/auth"
 	"github.com/hestami/hestami/authhttp"
+	"github.com/hestami/hestami/oidcprovider"
 	"github.com/hestami/hestami/webauthn/webauthntest"
 )
 
@@ -245,5 +249,59 @@ func TestMFAPasskeys(t *testing.T) {
 	p = b.api("GET", "/api/v1/me/assurance", "")
 	if !strings.Contains(p.body, `"second_factors":["hwk"]`) || !strings.Contains(p.body, auth.ACRMFA) {
 		t.Errorf("assurance after the passkey: %s", p.body)
+	}
+}
+
+// TestMFAFrontendSignIn: the frontend's OpenID Connect sign-in of a user with
+// an authenticator app goes through the challenge before the application gets
+// its code, and the ID token says so: acr MFA, amr with otp.
+func TestMFAFrontendSignIn(t *testing.T) {
+	t.Parallel()
+	const redirect = "http://localhost:3000/api/auth/callback/hestami"
+	const secret = "frontend-secret-0123456789-abcdefghijklmnop"
+	m := newMFAEnv(t, mfaEnvOptions{oidcClients: []oidcprovider.Client{{ID: "frontend", Name: "Hestami", Secret: secret, RedirectURIs: []string{redirect}}}})
+	b, prof, totpSecret, _ := m.enrolOwner(t, "fran@example.com")
+	b.post("/signout", formFields(t, b.get("/account").body, "/signout"))
+
+	ctx := t.Context()
+	provider, err := oidc.NewProvider(ctx, m.base+"/oidc")
+	if err != nil {
+		t.Fatalf("discovery: %v", err)
+	}
+	conf := oauth2.Config{ClientID: "frontend", ClientSecret: secret, Endpoint: provider.Endpoint(), RedirectURL: redirect, Scopes: []string{oidc.ScopeOpenID, "email"}}
+	state, nonce, verifier := auth.NewToken(), auth.NewToken(), oauth2.GenerateVerifier()
+	b.stopAt = "http://localhost:3000/"
+	p := b.get(conf.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oidc.Nonce(nonce)))
+	m.idp.setNext("alpha", prof)
+	p = b.submit(p, "/signin/alpha", nil)
+	mustAt(t, p, "/mfa/challenge")
+	if rt := p.Request.URL.Query().Get("return_to"); !strings.HasPrefix(rt, "/oidc-login?id=") {
+		t.Fatalf("the challenge returns to %q, want the application's sign-in", rt)
+	}
+	// The application's sign-in waits for the second factor.
+	if p := b.get(p.Request.URL.Query().Get("return_to")); p.Request.URL.Path != "/mfa/challenge" {
+		t.Fatalf("/oidc-login before the second factor ended at %s", p.Request.URL)
+	}
+	p = b.submit(p, "/mfa/challenge", url.Values{"code": {m.code(t, totpSecret, 1)}})
+	back, err := url.Parse(p.Header.Get("Location"))
+	if err != nil || !strings.HasPrefix(back.String(), redirect+"?") || back.Query().Get("state") != state {
+		t.Fatalf("after the challenge the browser went to %q (%d at %s)", p.Header.Get("Location"), p.StatusCode, p.Request.URL)
+	}
+	tok, err := conf.Exchange(ctx, back.Query().Get("code"), oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatalf("code exchange: %v", err)
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	idt, err := provider.Verifier(&oidc.Config{ClientID: "frontend"}).Verify(ctx, raw)
+	if err != nil {
+		t.Fatalf("ID token: %v", err)
+	}
+	var claims struct {
+		ACR      string   `json:"acr"`
+		AMR      []string `json:"amr"`
+		AuthTime int64    `json:"auth_time"`
+	}
+	if err := idt.Claims(&claims); err != nil || claims.ACR != auth.ACRMFA || strings.Join(claims.AMR, ",") != "alpha,otp" || claims.AuthTime == 0 {
+		t.Fatalf("ID token claims %+v (%v), want acr %s and amr alpha,otp", claims, err, auth.ACRMFA)
 	}
 }

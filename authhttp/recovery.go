@@ -131,6 +131,7 @@ func (s *Server) recoverRedeem(w http.ResponseWriter, r *http.Request) {
 func (s *Server) redeem(w http.ResponseWriter, r *http.Request, token string) error {
 	_, u := current(r)
 	ctx := r.Context()
+	defer s.mfaCache.forget(u.ID)
 	if _, err := s.mfa.Recovery.Redeem(ctx, u, token, s.client(r)); err != nil {
 		return err
 	}

@@ -150,6 +150,7 @@ func (s *Server) removeFactor(r *http.Request, u *auth.User, id string) error {
 	if d := auth.EvaluateMFA(s.mfa.Policy, in); d.Required && (d.Action == auth.MFASetupRequired || d.Action == auth.MFASetup || d.Action == auth.MFABlocked) {
 		return auth.Errorf(auth.CodeConflict, "Your account must keep two-step verification. Add another method first, then remove this one.")
 	}
+	defer s.mfaCache.forget(u.ID)
 	return s.mfa.Factors.Remove(ctx, u, id, s.client(r))
 }
 
@@ -304,6 +305,7 @@ func (s *Server) extendDeadline(r *http.Request, actor *auth.User, targetID stri
 	}
 	before := st.Deadline
 	st.UserID, st.Deadline = target.ID, until.UTC()
+	defer s.mfaCache.forget(target.ID)
 	if err := s.mfa.Settings.SaveMFASettings(ctx, st); err != nil {
 		return fmt.Errorf("extend mfa deadline: %w", err)
 	}
@@ -328,6 +330,7 @@ func (s *Server) resetMFA(r *http.Request, actor *auth.User, targetID, reason st
 	if err != nil {
 		return err
 	}
+	defer s.mfaCache.forget(target.ID)
 	if err := s.mfa.Factors.Reset(ctx, actor, target.ID, reason, c); err != nil {
 		return err
 	}
@@ -357,6 +360,7 @@ func (s *Server) restartGrace(r *http.Request, u *auth.User) error {
 		return fmt.Errorf("restart mfa grace period: %w", err)
 	}
 	st.UserID, st.Deadline = u.ID, s.now().Add(grace).UTC()
+	defer s.mfaCache.forget(u.ID)
 	if err := s.mfa.Settings.SaveMFASettings(r.Context(), st); err != nil {
 		return fmt.Errorf("restart mfa grace period: %w", err)
 	}

@@ -97,8 +97,9 @@ type Server struct {
 	dev     bool
 	origins []string // auth.Config.ReturnOrigins
 
-	mfa    *MFAOptions // nil: MFA off
-	sealer *auth.Sealer
+	mfa      *MFAOptions // nil: MFA off
+	mfaCache *mfaCache
+	sealer   *auth.Sealer
 
 	mux     *http.ServeMux
 	routes  []route
@@ -139,6 +140,11 @@ func New(o Options) (*Server, error) {
 	}
 	s.sealer = s.pageSealer()
 	if s.mfa != nil {
+		ttl := s.mfa.CacheTTL
+		if ttl == 0 {
+			ttl = DefaultMFACacheTTL
+		}
+		s.mfaCache = &mfaCache{ttl: ttl, users: map[string]mfaFacts{}}
 		if s.mfa.PhoneRegion == "" {
 			s.mfa.PhoneRegion = "US"
 		}
