@@ -139,17 +139,27 @@ func (s *Server) apiAssurance(w http.ResponseWriter, r *http.Request) {
 // whether the session's is recent enough (at most max_age seconds old, and
 // never older than the policy's step-up age) and, if not, what to verify and
 // where; verifying through /api/v1/mfa/challenge/verify (or the page) then
-// makes it fresh.
+// makes it fresh. With purpose high-value or sensitive it answers what the
+// policy requires of the user's type for that.
 func (s *Server) apiStepUp(w http.ResponseWriter, r *http.Request) {
 	if !s.mfaOn(w, r) {
 		return
 	}
 	var in struct {
-		MaxAge   *int   `json:"max_age"`
-		ReturnTo string `json:"return_to"`
+		MaxAge   *int            `json:"max_age"`
+		ReturnTo string          `json:"return_to"`
+		Purpose  auth.MFAPurpose `json:"purpose"`
 	}
 	if err := readBody(w, r, &in); err != nil {
 		s.fail(w, r, err)
+		return
+	}
+	switch in.Purpose {
+	case "":
+		in.Purpose = auth.PurposeStepUp
+	case auth.PurposeStepUp, auth.PurposeHighValue, auth.PurposeSensitive:
+	default:
+		s.fail(w, r, auth.Errorf(auth.CodeInvalid, "purpose must be step-up, high-value or sensitive; got %q.", in.Purpose))
 		return
 	}
 	sess, u := current(r)
@@ -159,8 +169,12 @@ func (s *Server) apiStepUp(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, auth.Errorf(auth.CodeInvalid, "max_age is a number of seconds, 0 or more."))
 			return
 		}
-		if d := time.Duration(*in.MaxAge) * time.Second; d < policy.StepUpMaxAge || policy.StepUpMaxAge <= 0 {
-			policy.StepUpMaxAge = max(d, time.Nanosecond)
+		d := max(time.Duration(*in.MaxAge)*time.Second, time.Nanosecond)
+		if d < policy.StepUpMaxAge || policy.StepUpMaxAge <= 0 {
+			policy.StepUpMaxAge = d
+		}
+		if d < policy.SensitiveMaxAge || policy.SensitiveMaxAge <= 0 {
+			policy.SensitiveMaxAge = d
 		}
 	}
 	st := currentMFA(r)
@@ -174,7 +188,7 @@ func (s *Server) apiStepUp(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	d := auth.EvaluateMFA(policy, auth.MFAInput{User: u, Methods: methods, BackupCodesLeft: left, Settings: st.settings, Session: sess,
-		Purpose: auth.PurposeStepUp, TrustedDevice: st.trusted, Now: s.now()})
+		Purpose: in.Purpose, TrustedDevice: st.trusted, Now: s.now()})
 	out := map[string]any{"satisfied": d.Action == auth.MFAAllow, "assurance": s.assuranceOut(sess), "max_age_seconds": int64(policy.StepUpMaxAge / time.Second)}
 	if d.Action != auth.MFAAllow {
 		need := mfaNeedOut(d, s.safeReturnTo(in.ReturnTo, ""))

@@ -210,7 +210,17 @@ func TestMFAStepUp(t *testing.T) {
 	if s := ask(`{"max_age": 60}`); s.Satisfied || s.MFA == nil || s.MFA.Action != "challenge" {
 		t.Fatalf("step-up with max_age 60 at 4:59: %+v", s)
 	}
+	// An owner's sensitive information needs no more than the session has.
+	if s := ask(`{"purpose": "sensitive", "max_age": 60}`); !s.Satisfied {
+		t.Fatalf("sensitive information for an owner: %+v", s)
+	}
+	if p := b.api("POST", "/api/v1/stepup", `{"purpose": "payroll"}`); p.StatusCode != http.StatusBadRequest {
+		t.Errorf("an unknown purpose: %d %s", p.StatusCode, p.body)
+	}
 	m.clock.Advance(2 * time.Second)
+	if s := ask(`{"purpose": "high-value"}`); s.Satisfied || s.MFA == nil || s.MFA.Action != "challenge" {
+		t.Fatalf("a high-value transaction at 5:01: %+v", s)
+	}
 	s := ask(`{"return_to": "/account"}`)
 	if s.Satisfied || s.MFA == nil || s.MFA.Action != "challenge" || strings.Join(s.MFA.AcceptedMethods, ",") != "otp,backup" ||
 		!strings.HasPrefix(s.MFA.Location, "/mfa/challenge?") || !strings.Contains(s.MFA.Location, "purpose=step-up") {
