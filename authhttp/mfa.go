@@ -158,17 +158,22 @@ func (c mfaClass) allows(d auth.MFADecision) bool {
 	return false // blocked
 }
 
-// requireMFA applies the MFA policy (and the IP rules) to a signed-in request:
+// requireMFA applies the MFA policy (and the IP rules, but to sign-out) to a
+// signed-in request of the route pattern:
 // a session that still owes a second factor, or must set one up, reaches only
 // the routes of its class; pages are sent to the challenge or the wizard, API
 // calls get 403 with code mfa_required and what is needed.
-func (s *Server) requireMFA(class mfaClass, next http.Handler) http.Handler {
+func (s *Server) requireMFA(pattern string, next http.Handler) http.Handler {
 	if s.mfa == nil {
 		return next
 	}
+	class := mfaClassOf(pattern)
+	// Signing out works from anywhere: a refused network must not keep a
+	// session alive.
+	checkIP := pattern != "POST /signout" && pattern != "POST /api/v1/signout"
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sess, u := current(r)
-		if s.mfa.IPRules != nil {
+		if checkIP && s.mfa.IPRules != nil {
 			if err := s.checkIP(r, u); err != nil {
 				s.fail(w, r, err)
 				return

@@ -85,6 +85,16 @@ func TestMFAIPRules(t *testing.T) {
 	if !m.audited(t, staff.ID, "ip.refuse", auth.OutcomeFailure) {
 		t.Error("the refusals are not in the audit log")
 	}
+	// Signing out still works from there.
+	addr.ip.Store("10.1.2.3")
+	form := formFields(t, office.get("/account").body, "/signout")
+	addr.ip.Store("198.51.100.7")
+	if p := office.post("/signout", form); p.Request.URL.Path != "/signin" {
+		t.Errorf("signing out from outside the office ended at %s (%d)", p.Request.URL, p.StatusCode)
+	}
+	if ss, _ := m.svc.Sessions(t.Context(), staff.ID); len(ss) != 0 {
+		t.Errorf("%d sessions left after signing out", len(ss))
+	}
 
 	// Owners are not concerned.
 	owner := m.browser()

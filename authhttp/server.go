@@ -278,7 +278,7 @@ func (s *Server) wrap(rt route) http.Handler {
 		if !isAPI(patternPath(rt.pattern)) && strings.HasPrefix(rt.pattern, "POST ") {
 			h = s.requireFormToken(h)
 		}
-		h = s.requireMFA(mfaClassOf(rt.pattern), h)
+		h = s.requireMFA(rt.pattern, h)
 		h = s.requireSession(h)
 	}
 	return h
