@@ -295,7 +295,10 @@ func TestMFARecovery(t *testing.T) {
 		t.Fatalf("GET /admin/recovery without a second factor ended at %s", p.Request.URL)
 	}
 
-	// Ada approves.
+	// Ada sees it on Sam's page, and approves.
+	if got := text(ab.get("/admin/users/" + sam.ID).body); !strings.Contains(got, "Awaiting approval by support") || !strings.Contains(got, "decide on it") {
+		t.Errorf("Sam's admin page does not show the request:\n%s", got)
+	}
 	p = ab.get("/admin/recovery")
 	mustAt(t, p, "/admin/recovery")
 	if !strings.Contains(text(p.body), "Phone stolen") {

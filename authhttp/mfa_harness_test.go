@@ -16,10 +16,13 @@ import (
 	"github.com/hestami/hestami/auth"
 	"github.com/hestami/hestami/authhttp"
 	"github.com/hestami/hestami/oidcprovider"
+	"github.com/hestami/hestami/phonenumber"
 	"github.com/hestami/hestami/postgres"
 	"github.com/hestami/hestami/smtp"
 	"github.com/hestami/hestami/smtp/smtptest"
 	"github.com/hestami/hestami/totp"
+	"github.com/hestami/hestami/twilio"
+	"github.com/hestami/hestami/twilio/twiliotest"
 	"github.com/hestami/hestami/webauthn"
 )
 
@@ -50,6 +53,7 @@ type mfaEnv struct {
 	clock    *clock
 	mfaStore *postgres.MFAStore
 	mail     *smtptest.Server
+	sms      *twiliotest.Server
 	opts     *authhttp.MFAOptions
 }
 
@@ -65,7 +69,7 @@ type mfaEnvOptions struct {
 
 func newMFAEnv(t *testing.T, o mfaEnvOptions) *mfaEnv {
 	t.Helper()
-	m := &mfaEnv{clock: newClock(), mail: smtptest.Start(t, smtptest.Options{})}
+	m := &mfaEnv{clock: newClock(), mail: smtptest.Start(t, smtptest.Options{}), sms: twiliotest.New(t)}
 	m.env = newEnv(t, envOptions{now: m.clock.Now, trustedProxies: o.trustedProxies, oidcClients: o.oidcClients, mfa: func(e *env, pool *pgxpool.Pool, logger *slog.Logger) *authhttp.MFAOptions {
 		now := m.clock.Now
 		m.mfaStore = postgres.NewMFAStore(pool)
@@ -81,7 +85,11 @@ func newMFAEnv(t *testing.T, o mfaEnvOptions) *mfaEnv {
 		audit := e.svc.Audit
 		limiter := auth.NewMemoryLimiter(now)
 		factors := auth.NewFactors(auth.FactorsConfig{}, m.mfaStore, sealer, totp.Authenticator{}, audit, now, logger)
-		codes := auth.NewCodes(auth.CodesConfig{}, postgres.NewCodeStore(pool), m.mfaStore, m.mfaStore, mailer, nil, nil, limiter, audit, now, logger)
+		texts, err := twilio.New(twilio.Config{AccountSID: twiliotest.AccountSID, AuthToken: twiliotest.AuthToken, From: "+15005550006", BaseURL: m.sms.URL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		codes := auth.NewCodes(auth.CodesConfig{}, postgres.NewCodeStore(pool), m.mfaStore, m.mfaStore, mailer, texts, phonenumber.Numbers{}, limiter, audit, now, logger)
 		devices, err := auth.NewDevices(auth.DevicesConfig{TrustKeys: [][]byte{randomKey()}, PublicURL: e.base}, postgres.NewDeviceStore(pool), mailer, audit, now, logger)
 		if err != nil {
 			t.Fatal(err)
@@ -227,4 +235,19 @@ func (m *mfaEnv) audited(t *testing.T, userID, action, outcome string) bool {
 		}
 	}
 	return false
+}
+
+// lastText is the code in the latest text message to number (E.164).
+func (m *mfaEnv) lastText(t *testing.T, number string) string {
+	t.Helper()
+	msgs := m.sms.Messages()
+	for i := len(msgs) - 1; i >= 0; i-- {
+		if msgs[i].To == number && !msgs[i].Refused {
+			if match := mailCodeRE.FindStringSubmatch(msgs[i].Body); match != nil {
+				return match[1]
+			}
+		}
+	}
+	t.Fatalf("no text message with a code to %s: %+v", number, msgs)
+	return ""
 }

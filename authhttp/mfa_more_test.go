@@ -315,3 +315,56 @@ func TestMFAFrontendSignIn(t *testing.T) {
 		t.Fatalf("ID token claims %+v (%v), want acr %s and amr alpha,otp", claims, err, auth.ACRMFA)
 	}
 }
+
+// TestMFAStaffSMSOnly: a text message is a fallback: a staff member whose only
+// factor is SMS answers challenges with it but is still sent to the wizard,
+// and is blocked after the deadline like one without any.
+func TestMFAStaffSMSOnly(t *testing.T) {
+	t.Parallel()
+	m := newMFAEnv(t, mfaEnvOptions{})
+	_, prof := m.newUser(t, auth.TypeStaff, "tom@hestami.example")
+	b := m.browser()
+	p := b.signIn(prof, "", "")
+	mustAt(t, p, "/mfa/setup")
+	if strings.Contains(p.body, `action="/mfa/setup/sms"`) {
+		t.Error("the staff wizard offers SMS as a first method")
+	}
+	p = b.api("POST", "/api/v1/me/factors/sms", `{"number": "07911 123456", "region": "GB"}`)
+	var begun struct {
+		Sent struct {
+			FactorID string `json:"factor_id"`
+			To       string `json:"to"`
+		} `json:"sent"`
+	}
+	if p.StatusCode != http.StatusAccepted || json.Unmarshal([]byte(p.body), &begun) != nil || begun.Sent.FactorID == "" || strings.Contains(begun.Sent.To, "123456") {
+		t.Fatalf("SMS enrolment: %d %s", p.StatusCode, p.body)
+	}
+	p = b.api("POST", "/api/v1/me/factors/sms/"+begun.Sent.FactorID+"/confirm", `{"code": "`+m.lastText(t, "+447911123456")+`"}`)
+	if p.StatusCode != 200 || !strings.Contains(p.body, `"backup_codes"`) {
+		t.Fatalf("SMS confirmation: %d %s", p.StatusCode, p.body)
+	}
+	p = b.api("GET", "/api/v1/me", "")
+	if !strings.Contains(p.body, `"action":"setup"`) || !strings.Contains(p.body, "alone is not enough") {
+		t.Fatalf("a staff member with SMS only: %s", p.body)
+	}
+	b.post("/signout", formFields(t, b.get("/account").body, "/signout"))
+
+	p = b.signIn(prof, "", "")
+	mustAt(t, p, "/mfa/challenge")
+	if !strings.Contains(p.body, `action="/mfa/challenge/send"`) {
+		t.Fatalf("the challenge does not offer the text message first:\n%s", text(p.body))
+	}
+	p = b.submit(p, "/mfa/challenge/send", nil)
+	p = b.submit(p, "/mfa/challenge", url.Values{"code": {m.lastText(t, "+447911123456")}})
+	mustAt(t, p, "/mfa/setup")
+	if got := text(p.body); !strings.Contains(got, "alone is not enough") || !strings.Contains(got, "Skip for now") {
+		t.Fatalf("after the SMS challenge:\n%s", got)
+	}
+
+	m.clock.Advance(25 * time.Hour)
+	p = b.signIn(prof, "", "")
+	mustAt(t, p, "/mfa/setup")
+	if got := text(p.body); !strings.Contains(got, "Signing in is blocked") {
+		t.Fatalf("a staff member with SMS only after the deadline:\n%s", got)
+	}
+}

@@ -639,9 +639,11 @@ func (s *Server) renderChallenge(w http.ResponseWriter, r *http.Request, status 
 	methods := s.available(dec.AcceptedMethods)
 	method := r.FormValue("method")
 	if !slices.Contains(methods, method) && len(methods) > 0 {
+		// The strongest method, but backup codes only when nothing else is
+		// left: they are for when the usual way fails.
 		method = methods[0]
-		if method == auth.MethodWebAuthn && len(methods) > 1 && r.FormValue("method") != "" {
-			method = methods[1]
+		if i := slices.IndexFunc(methods, func(m string) bool { return m != auth.MethodBackupCode }); i >= 0 {
+			method = methods[i]
 		}
 	}
 	d := &mfaChallengePage{

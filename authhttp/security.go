@@ -247,6 +247,8 @@ type adminMFAView struct {
 	Required   bool
 	Action     auth.MFAAction
 	CanReset   bool
+	// Recovery is the user's open recovery request, if any.
+	Recovery *auth.RecoveryRequest
 }
 
 // adminMFA loads the MFA section of target's admin page (nil with MFA off).
@@ -276,6 +278,15 @@ func (s *Server) adminMFA(r *http.Request, actor, target *auth.User) (*adminMFAV
 		CanReset: actor.Can(auth.PermMFAReset) && actor.ID != target.ID}
 	if v.Deadline.IsZero() {
 		v.Deadline = settings.Deadline
+	}
+	if s.mfa.Recovery != nil {
+		req, err := s.mfa.Recovery.Latest(ctx, target)
+		switch {
+		case err == nil && req.Status.Open():
+			v.Recovery = req
+		case err != nil && auth.ErrorCode(err) != auth.CodeNotFound:
+			return nil, err
+		}
 	}
 	return v, nil
 }
