@@ -112,3 +112,20 @@ func TestMFACache(t *testing.T) {
 		t.Errorf("the cache holds %d entries, over its bound", len(c.users))
 	}
 }
+
+func TestTimeLeft(t *testing.T) {
+	t.Parallel()
+	for d, want := range map[time.Duration]string{
+		-time.Second:                    "no time left",
+		30 * time.Second:                "1 minute left",
+		40*time.Minute + 20*time.Second: "40 minutes left",
+		24*time.Hour - time.Millisecond: "24 hours left",
+		23*time.Hour + 20*time.Minute:   "23 hours left",
+		48*time.Hour - 3*time.Minute:    "48 hours left",
+		5*24*time.Hour + 2*time.Hour:    "5 days left",
+	} {
+		if got := timeLeft(d); got != want {
+			t.Errorf("timeLeft(%s) = %q, want %q", d, got, want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -366,5 +367,77 @@ func TestMFAStaffSMSOnly(t *testing.T) {
 	mustAt(t, p, "/mfa/setup")
 	if got := text(p.body); !strings.Contains(got, "Signing in is blocked") {
 		t.Fatalf("a staff member with SMS only after the deadline:\n%s", got)
+	}
+}
+
+// TestMFAReset: a staff member cannot remove their last factor; another staff
+// member with mfa:reset resets it (with a reason; never their own): factors,
+// devices and sessions go, and a new setup period starts.
+func TestMFAReset(t *testing.T) {
+	t.Parallel()
+	m := newMFAEnv(t, mfaEnvOptions{})
+	sam, prof := m.newUser(t, auth.TypeStaff, "sam@hestami.example")
+	ada, adminProf := m.newUser(t, auth.TypeStaff, "ada@hestami.example", "staff:admin")
+	ab := m.browser()
+	_, p := m.setUpTOTP(t, ab, ab.signIn(adminProf, "", ""))
+	backupCodes(t, p)
+	b := m.browser()
+	_, p = m.setUpTOTP(t, b, b.signIn(prof, "", ""))
+	backupCodes(t, p)
+
+	// The last factor of a staff member stays.
+	p = b.get("/account/security")
+	id := regexp.MustCompile(`action="(/account/security/factors/[0-9a-f-]+/remove)"`).FindStringSubmatch(p.body)
+	if id == nil {
+		t.Fatalf("no remove form:\n%s", p.body)
+	}
+	p = b.submit(p, id[1], nil)
+	if p.StatusCode != http.StatusConflict || !strings.Contains(text(p.body), "must keep two-step verification") {
+		t.Fatalf("removing the last factor: %d\n%s", p.StatusCode, text(p.body))
+	}
+
+	// Nobody resets their own.
+	if p := ab.api("POST", "/api/v1/users/"+ada.ID+"/mfa/reset", `{"reason":"testing"}`); p.StatusCode != http.StatusForbidden {
+		t.Errorf("resetting one's own MFA: %d %s", p.StatusCode, p.body)
+	}
+	p = ab.get("/admin/users/" + sam.ID)
+	p = ab.submit(p, "/admin/users/"+sam.ID+"/mfa/reset", url.Values{"reason": {""}})
+	if p.StatusCode != http.StatusBadRequest {
+		t.Errorf("a reset without a reason: %d", p.StatusCode)
+	}
+	m.clock.Advance(30 * time.Hour) // Sam's first deadline is long gone
+	p = ab.signIn(adminProf, "", "")
+	mustAt(t, p, "/mfa/challenge")
+	if p := ab.get("/admin/users/" + sam.ID); p.Request.URL.Path != "/mfa/challenge" {
+		t.Fatalf("the admin page before the admin's own challenge: %s", p.Request.URL)
+	}
+	// Ada answers with a backup code (a new set, made here to know one) and
+	// resets Sam.
+	fresh, err := m.opts.Factors.GenerateBackupCodes(t.Context(), ada, auth.Client{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = ab.get("/mfa/challenge?method=backup&return_to=/admin/users/" + sam.ID)
+	p = ab.submit(p, "/mfa/challenge", url.Values{"code": {fresh[0]}})
+	mustAt(t, p, "/admin/users/"+sam.ID)
+	p = ab.submit(p, "/admin/users/"+sam.ID+"/mfa/reset", url.Values{"reason": {"Lost phone, confirmed by a call"}})
+	mustAt(t, p, "/admin/users/"+sam.ID)
+	if got := text(p.body); !strings.Contains(got, "Two-step verification is reset") {
+		t.Fatalf("after the reset:\n%s", got)
+	}
+	if fs, _ := m.mfaStore.Factors(t.Context(), sam.ID); len(fs) != 0 {
+		t.Errorf("%d factors left after the reset", len(fs))
+	}
+	if ss, _ := m.svc.Sessions(t.Context(), sam.ID); len(ss) != 0 {
+		t.Errorf("%d sessions left after the reset", len(ss))
+	}
+	// Sam signs in to the wizard with a fresh 24 hours, not blocked.
+	p = b.signIn(prof, "", "")
+	mustAt(t, p, "/mfa/setup")
+	if got := text(p.body); !strings.Contains(got, "24 hours left") {
+		t.Fatalf("Sam after the reset:\n%s", got)
+	}
+	if !m.audited(t, sam.ID, "mfa.reset", auth.OutcomeSuccess) {
+		t.Error("the reset is not in the audit log")
 	}
 }

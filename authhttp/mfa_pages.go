@@ -228,7 +228,8 @@ func currentUser(r *http.Request) *auth.User {
 	return u
 }
 
-// timeLeft is d for the deadline notice: "23 hours left", "40 minutes left".
+// timeLeft is d for the deadline notice, rounded: "23 hours left", "40
+// minutes left".
 func timeLeft(d time.Duration) string {
 	switch {
 	case d <= 0:
@@ -236,11 +237,11 @@ func timeLeft(d time.Duration) string {
 	case d < 2*time.Minute:
 		return "1 minute left"
 	case d < 2*time.Hour:
-		return fmt.Sprintf("%d minutes left", int(d/time.Minute))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%d hours left", int(d/time.Hour))
+		return fmt.Sprintf("%d minutes left", int(d.Round(time.Minute)/time.Minute))
+	case d < 72*time.Hour:
+		return fmt.Sprintf("%d hours left", int(d.Round(time.Hour)/time.Hour))
 	}
-	return fmt.Sprintf("%d days left", int(d/(24*time.Hour)))
+	return fmt.Sprintf("%d days left", int(d.Round(24*time.Hour)/(24*time.Hour)))
 }
 
 // needFresh makes a change to the account's factors wait for a fresh second

@@ -105,7 +105,7 @@ func TestMFAStaffGracePeriod(t *testing.T) {
 
 	p = b.signIn(prof, "", "")
 	mustAt(t, p, "/mfa/setup")
-	if got := text(p.body); strings.Contains(got, "blocked") || !strings.Contains(got, "47 hours left") {
+	if got := text(p.body); strings.Contains(got, "blocked") || !strings.Contains(got, "48 hours left") {
 		t.Fatalf("after the extension:\n%s", got)
 	}
 	mustAt(t, b.get("/account"), "/account")
