@@ -4,6 +4,11 @@
 // metrics endpoints. It turns requests into calls on auth.Service and its errors
 // into status codes; the rules themselves live in package auth.
 //
+// With Options.MFA, sign-in also goes through the MFA policy (auth.EvaluateMFA):
+// a session that still owes a second factor, or must set one up, reaches only
+// the challenge, the setup wizard, recovery and sign-out; pages are sent there
+// and the API answers 403 mfa_required. See MFAOptions and docs/mfa.md.
+//
 // Browsers are signed in by the session cookie hestami_session. Every state-changing
 // request passes Go's http.CrossOriginProtection, and every form also carries a
 // token: an HMAC of the session id once signed in, a signed double-submit cookie
