@@ -84,8 +84,9 @@ Configuration: --config FILE (YAML), HESTAMI_* variables and the libpq variables
 	root.PersistentFlags().BoolVar(&p.allowUnsigned, "allow-unsigned", false, "accept unsigned objects although signing.public_keys are set (each logged as a warning)")
 	root.AddCommand(p.keysCommand())
 	root.AddCommand(p.walCommand(), p.backupCommand(), p.restoreCommand(), p.auditCommand(), p.devCommand())
-	root.AddCommand(p.storageCommand()) // storage_check.go
-	root.AddCommand(p.authCommand())    // auth.go, auth_serve.go
+	root.AddCommand(p.storageCommand())     // storage_check.go
+	root.AddCommand(p.authCommand())        // auth.go, auth_serve.go
+	root.AddCommand(p.healthcheckCommand()) // healthcheck.go
 	return root
 }
 
