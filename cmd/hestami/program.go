@@ -67,9 +67,11 @@ func isUsageError(err error) bool {
 func (p *Program) rootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "hestami",
-		Short: "PostgreSQL backups, WAL archiving and point-in-time recovery for the Hestami platform",
+		Short: "The Hestami platform's infrastructure: PostgreSQL backups and recovery, and the sign-in service",
 		Long: `hestami backs up the platform's PostgreSQL: continuous WAL archiving, physical base
 backups for point-in-time recovery and logical dumps, into a self-describing repository.
+hestami auth serve is the platform's sign-in service (docs/auth.md, docs/mfa.md);
+hestami dev runs the whole stack locally.
 
 Configuration: --config FILE (YAML), HESTAMI_* variables and the libpq variables
 (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE). See docs/configuration.md.`,
