@@ -364,6 +364,14 @@ type AccessToken struct {
 	AuthTime time.Time
 	AMR      []string
 	Expiry   time.Time
+	// GrantID is the token's sid claim: the grant (one sign-in at one
+	// client) it was issued from.
+	GrantID string
+	// SessionID is the id of the auth service's session (auth.Session.ID) the
+	// grant stands on: the session's MFA state and revocation apply to the
+	// token. A second factor verified later rotates the session, which ends
+	// the grant: the client signs in again to carry the new proof.
+	SessionID string
 }
 
 var errBadToken = auth.Errorf(auth.CodeUnauthorized, "The access token is not valid (expired, revoked or malformed). Sign in again.")
@@ -389,7 +397,8 @@ func (p *Provider) VerifyAccessToken(ctx context.Context, token string) (*Access
 	if g.UserID != claims.Subject {
 		return nil, errBadToken
 	}
-	return &AccessToken{UserID: g.UserID, ClientID: g.ClientID, Scopes: t.Scopes, AuthTime: g.AuthTime, AMR: g.AMR, Expiry: t.ExpiresAt}, nil
+	return &AccessToken{UserID: g.UserID, ClientID: g.ClientID, Scopes: t.Scopes, AuthTime: g.AuthTime, AMR: g.AMR, Expiry: t.ExpiresAt,
+		GrantID: g.ID, SessionID: g.SessionID}, nil
 }
 
 // DeleteExpired removes expired requests, tokens and grants; run it now and then.

@@ -75,7 +75,8 @@ func TestSignInLikeAuthJS(t *testing.T) {
 		t.Fatalf("VerifyAccessToken: %v", err)
 	}
 	if at.UserID != e.user.ID || at.ClientID != frontendID || !slices.Contains(at.Scopes, "email") ||
-		at.AuthTime.Sub(sess.AuthTime).Abs() > time.Millisecond || !slices.Equal(at.AMR, []string{"google", "otp"}) || !at.Expiry.After(e.clock.Now()) {
+		at.AuthTime.Sub(sess.AuthTime).Abs() > time.Millisecond || !slices.Equal(at.AMR, []string{"google", "otp"}) || !at.Expiry.After(e.clock.Now()) ||
+		at.GrantID != cl.SID || at.SessionID != sess.ID {
 		t.Fatalf("VerifyAccessToken = %+v", at)
 	}
 
