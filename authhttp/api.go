@@ -67,9 +67,12 @@ type sessionJSON struct {
 	LastSeenAt time.Time `json:"last_seen_at"`
 	ExpiresAt  time.Time `json:"expires_at"`
 	AuthTime   time.Time `json:"auth_time"`
-	Methods    []string  `json:"methods"`
-	IP         string    `json:"ip"`
-	UserAgent  string    `json:"user_agent"`
+	// MFAAt is when a second factor was last verified in the session (absent:
+	// never), for services that ask for a recent one.
+	MFAAt     *time.Time `json:"mfa_at,omitempty"`
+	Methods   []string   `json:"methods"`
+	IP        string     `json:"ip"`
+	UserAgent string     `json:"user_agent"`
 }
 
 func sessionOut(x *auth.Session, current string) sessionJSON {
@@ -77,7 +80,7 @@ func sessionOut(x *auth.Session, current string) sessionJSON {
 	if methods == nil {
 		methods = []string{}
 	}
-	return sessionJSON{x.ID, x.ID == current, x.CreatedAt, x.LastSeenAt, x.ExpiresAt, x.AuthTime, methods, x.IP, x.UserAgent}
+	return sessionJSON{x.ID, x.ID == current, x.CreatedAt, x.LastSeenAt, x.ExpiresAt, x.AuthTime, optTime(x.MFAAt), methods, x.IP, x.UserAgent}
 }
 
 type auditJSON struct {

@@ -191,6 +191,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	var oidcHandler http.Handler
+	var tokens authhttp.AccessTokens
 	if len(o.oidcClients) > 0 {
 		op, err := oidcprovider.New(ctx, oidcprovider.Config{
 			Issuer: e.base + "/oidc", Clients: o.oidcClients,
@@ -200,13 +201,20 @@ func newEnv(t *testing.T, o envOptions) *env {
 			t.Fatal(err)
 		}
 		o.oidc, oidcHandler = op, op.Handler()
+		tokens = authhttp.AccessTokensFunc(func(ctx context.Context, token string) (*authhttp.AccessToken, error) {
+			at, err := op.VerifyAccessToken(ctx, token)
+			if err != nil {
+				return nil, err
+			}
+			return &authhttp.AccessToken{UserID: at.UserID, ClientID: at.ClientID, SessionID: at.SessionID, Scopes: at.Scopes, Expiry: at.Expiry}, nil
+		})
 	}
 	srv, err := authhttp.New(authhttp.Options{
 		Service: e.svc, PublicURL: e.base, Logger: logger, CSRFKey: key,
 		Ready: func(ctx context.Context) error { return pool.Ping(ctx) },
 		OIDC:  o.oidc, OIDCHandler: oidcHandler,
 		Metrics: e.metrics, MetricsHandler: e.metrics.Handler(logger),
-		Now: now, MFA: mfa, TrustedProxies: o.trustedProxies,
+		Now: now, MFA: mfa, TrustedProxies: o.trustedProxies, AccessTokens: tokens,
 	})
 	if err != nil {
 		t.Fatal(err)

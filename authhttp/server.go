@@ -86,6 +86,12 @@ type Options struct {
 	// MFA turns on multi-factor authentication: the policy, the challenge and
 	// setup pages, devices, recovery and their API (see MFAOptions). Nil: off.
 	MFA *MFAOptions
+	// AccessTokens, if set, lets the API (/api/v1/...) be called with
+	// Authorization: Bearer and an access token of the service's own OpenID
+	// Connect provider, for other services acting for the person (the backup
+	// daemon). The token stands for the session it was issued from. Nil: the
+	// API takes only the session cookie.
+	AccessTokens AccessTokens
 }
 
 // Server is the auth service's HTTP interface.
@@ -102,7 +108,8 @@ type Server struct {
 	dev     bool
 	origins []string // auth.Config.ReturnOrigins
 
-	mfa      *MFAOptions // nil: MFA off
+	tokens   AccessTokens // nil: no bearer tokens
+	mfa      *MFAOptions  // nil: MFA off
 	mfaCache *mfaCache
 	sealer   *auth.Sealer
 
@@ -141,7 +148,7 @@ func New(o Options) (*Server, error) {
 	s := &Server{
 		svc: o.Service, public: pub, log: o.Logger, now: o.Now, csrfKey: o.CSRFKey, ready: o.Ready,
 		oidc: o.OIDC, metrics: o.Metrics, proxies: o.TrustedProxies, dev: o.DevMode,
-		origins: o.Service.Config().ReturnOrigins, mfa: o.MFA,
+		origins: o.Service.Config().ReturnOrigins, mfa: o.MFA, tokens: o.AccessTokens,
 	}
 	s.sealer = s.pageSealer()
 	if s.mfa != nil {
@@ -284,7 +291,7 @@ func (s *Server) wrap(rt route) http.Handler {
 			h = s.requireFormToken(h)
 		}
 		h = s.requireMFA(rt.pattern, h)
-		h = s.requireSession(h)
+		h = s.requireSession(rt.pattern, h)
 	}
 	return h
 }

@@ -51,9 +51,10 @@ func (s *Server) setSession(w http.ResponseWriter, token string, sess *auth.Sess
 
 // signedInUser is the session and user of a request that passed requireSession.
 type signedInUser struct {
-	sess *auth.Session
-	user *auth.User
-	mfa  *mfaState // set by requireMFA when MFA is on
+	sess  *auth.Session
+	user  *auth.User
+	mfa   *mfaState    // set by requireMFA when MFA is on
+	token *AccessToken // the bearer access token of an API request; nil: the cookie
 }
 
 type ctxKey struct{}
@@ -86,10 +87,19 @@ func (s *Server) optionalSession(r *http.Request) (*auth.Session, *auth.User, bo
 	return sess, u, true
 }
 
-// requireSession lets signed-in requests through. Others get 401 (the API, and
-// forms), or are sent to the sign-in page and back (pages).
-func (s *Server) requireSession(next http.Handler) http.Handler {
+// requireSession lets signed-in requests through to the route pattern. Others
+// get 401 (the API, and forms), or are sent to the sign-in page and back
+// (pages). An API request with an Authorization: Bearer header is signed in by
+// that access token alone, whatever cookie it carries.
+func (s *Server) requireSession(pattern string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if bearer, ok := bearerToken(r); ok && isAPI(r.URL.Path) {
+			v, ok := s.bearerSession(w, r, pattern, bearer)
+			if ok {
+				next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, v)))
+			}
+			return
+		}
 		token := cookieValue(r, SessionCookie)
 		var err error = errNotSignedIn
 		var sess *auth.Session
@@ -104,6 +114,9 @@ func (s *Server) requireSession(next http.Handler) http.Handler {
 			}
 			if token != "" {
 				s.clearCookie(w, SessionCookie)
+			}
+			if isAPI(r.URL.Path) && s.tokens != nil {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="hestami"`)
 			}
 			if r.Method == http.MethodGet && !isAPI(r.URL.Path) {
 				q := url.Values{"return_to": {r.URL.RequestURI()}}

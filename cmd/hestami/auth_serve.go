@@ -166,7 +166,7 @@ func (p *Program) serveAuth(ctx context.Context, cfg config.Auth, deps authServe
 		Ready:  func(ctx context.Context) error { return pool.Ping(ctx) },
 		DevIdP: devHandler, TrustedProxies: proxies, DevMode: cfg.DevMode,
 		OIDC: op, OIDCHandler: op.Handler(), Metrics: metrics, MetricsHandler: metrics.Handler(p.logger),
-		MFA: mfa.opts,
+		MFA: mfa.opts, AccessTokens: accessTokens(op),
 	})
 	if err != nil {
 		return err
@@ -204,6 +204,18 @@ func (p *Program) serveAuth(ctx context.Context, cfg config.Auth, deps authServe
 		return fmt.Errorf("stop the auth service: %w", err)
 	}
 	return nil
+}
+
+// accessTokens lets the API take the OpenID Connect provider's access tokens
+// (Authorization: Bearer), for services such as the backup daemon.
+func accessTokens(op *oidcprovider.Provider) authhttp.AccessTokens {
+	return authhttp.AccessTokensFunc(func(ctx context.Context, token string) (*authhttp.AccessToken, error) {
+		at, err := op.VerifyAccessToken(ctx, token)
+		if err != nil {
+			return nil, err
+		}
+		return &authhttp.AccessToken{UserID: at.UserID, ClientID: at.ClientID, SessionID: at.SessionID, Scopes: at.Scopes, Expiry: at.Expiry}, nil
+	})
 }
 
 // authProviders builds the configured identity providers, their callbacks under
