@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -31,11 +32,16 @@ type AuditEntry struct {
 	// entry's, over all the fields above.
 	Prev string `json:"prev"`
 	Hash string `json:"hash"`
+	// Signature is how the stored entry is signed, found when it is read, not
+	// stored nor hashed: "verified" (by a trusted key), "unsigned" (written by a
+	// host without a signing key, such as one that only restores), or "not checked"
+	// (no trusted keys configured).
+	Signature string `json:"signature,omitempty"`
 }
 
 func (e *AuditEntry) computeHash() string {
 	c := *e
-	c.Hash = ""
+	c.Hash, c.Signature = "", ""
 	b, _ := json.Marshal(c)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
@@ -61,6 +67,7 @@ func (r *Repository) Audit(ctx context.Context, e AuditEntry) (AuditEntry, error
 		if e.Time.IsZero() {
 			e.Time = r.now().UTC()
 		}
+		e.Signature = ""
 		e.Hash = e.computeHash()
 		b, _ := json.Marshal(e)
 		// Plaintext (but signed): every writer reads the last entry to chain to it,
@@ -108,8 +115,19 @@ func auditSeq(key string) (uint64, bool) {
 	return n, err == nil
 }
 
+// readAudit reads one entry. Unsigned entries are accepted (hosts that restore or
+// verify have no signing key, and record what they do too): each is still bound
+// into the chain by its hash, so it cannot be edited without breaking every later
+// link up to the next signed entry. An entry signed by an untrusted key, or whose
+// signature does not match, is an error.
 func (r *Repository) readAudit(ctx context.Context, key string) (*AuditEntry, error) {
-	b, err := r.ReadObject(ctx, key)
+	v, err := r.openVerifying(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("read audit entry %s: %w", key, err)
+	}
+	v.unsignedOK = true
+	b, err := io.ReadAll(v)
+	v.Close()
 	if err != nil {
 		return nil, fmt.Errorf("read audit entry %s: %w", key, err)
 	}
@@ -117,6 +135,7 @@ func (r *Repository) readAudit(ctx context.Context, key string) (*AuditEntry, er
 	if err := json.Unmarshal(b, &e); err != nil {
 		return nil, &CorruptError{Key: key, Reason: "not an audit entry: " + err.Error()}
 	}
+	e.Signature = v.signature
 	return &e, nil
 }
 

@@ -118,3 +118,44 @@ func TestDrillRecords(t *testing.T) {
 		t.Fatalf("middle drill = %+v", got[1])
 	}
 }
+
+// TestAuditSignedAndUnsigned: a repository whose readers trust a signing key takes
+// audit entries from hosts without the key (a restore host records its restores),
+// chains signed entries after them, and still refuses an entry signed by another key.
+func TestAuditSignedAndUnsigned(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	sk, other := signingKey(t), signingKey(t)
+	pusher := repoAt(t, dir, withSigner(sk), withVerifier(trust(t, sk)))
+	restorer := repoAt(t, dir, withVerifier(trust(t, sk))) // no signing key
+	forger := repoAt(t, dir, withSigner(other))
+
+	for i, r := range []*backup.Repository{pusher, restorer, restorer, pusher} {
+		if _, err := r.Audit(ctx, backup.AuditEntry{Action: "restore", Actor: "ops", Host: "dr1", Target: fmt.Sprint(i), Outcome: "ok"}); err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+	}
+	entries, problems, err := restorer.AuditLog(ctx)
+	if err != nil || len(problems) != 0 || len(entries) != 4 {
+		t.Fatalf("AuditLog = %d entries, problems %v, %v", len(entries), problems, err)
+	}
+	var sigs []string
+	for _, e := range entries {
+		sigs = append(sigs, e.Signature)
+	}
+	if want := []string{"verified", "unsigned", "unsigned", "verified"}; strings.Join(sigs, " ") != strings.Join(want, " ") {
+		t.Errorf("signatures %v, want %v", sigs, want)
+	}
+
+	// Another key's entry is untrusted: reported, and no one can chain onto it.
+	if _, err := forger.Audit(ctx, backup.AuditEntry{Action: "restore", Actor: "mallory", Host: "x", Outcome: "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	_, problems, err = pusher.AuditLog(ctx)
+	if err != nil || len(problems) != 1 || problems[0].Seq != 5 || !strings.Contains(problems[0].Problem, "not among the trusted keys") {
+		t.Errorf("after a forged entry: problems %+v, %v; want entry 5 signed by an untrusted key", problems, err)
+	}
+	if _, err := pusher.Audit(ctx, backup.AuditEntry{Action: "backup.push", Actor: "ops", Host: "db1", Outcome: "ok"}); err == nil {
+		t.Error("an entry was chained onto an untrusted one")
+	}
+}

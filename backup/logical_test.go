@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hestami/hestami/backup"
 )
@@ -407,12 +408,18 @@ ALTER ROLE a SET y = $t$; CREATE ROLE d;$t$; -- ; CREATE ROLE e;
 
 // fakeTarget records what a logical restore does to the server.
 type fakeTarget struct {
-	exists   map[string]bool
-	created  []string
-	dropped  []string
-	restored []byte
-	onCreate func()
+	exists     map[string]bool
+	created    []string
+	dropped    []string
+	restored   []byte
+	restoredTo string
+	restoreErr error
+	onCreate   func()
+	swaps      [][3]string // name, restored, aside
+	swapErr    error
 }
+
+var _ backup.DatabaseReplacer = (*fakeTarget)(nil)
 
 func (f *fakeTarget) DatabaseExists(_ context.Context, name string) (bool, error) {
 	return f.exists[name], nil
@@ -431,7 +438,21 @@ func (f *fakeTarget) DropDatabase(_ context.Context, name string) error {
 	return nil
 }
 
+func (f *fakeTarget) CheckReplace(context.Context, string) error { return nil }
+
+func (f *fakeTarget) ReplaceDatabase(_ context.Context, name, restored, aside string) error {
+	if f.swapErr != nil {
+		return f.swapErr
+	}
+	f.swaps = append(f.swaps, [3]string{name, restored, aside})
+	return nil
+}
+
 func (f *fakeTarget) RestoreArchive(_ context.Context, req backup.ArchiveRestore) error {
+	f.restoredTo = req.Database
+	if f.restoreErr != nil {
+		return f.restoreErr
+	}
 	var err error
 	if req.Path != "" {
 		f.restored, err = os.ReadFile(req.Path)
@@ -518,14 +539,80 @@ func TestLogicalRestore(t *testing.T) {
 
 	t.Run("existing database", func(t *testing.T) {
 		tgt := &fakeTarget{exists: map[string]bool{"app": true}}
-		r := &backup.LogicalRestore{Repo: repo, Target: tgt}
+		wrote := 0
+		r := &backup.LogicalRestore{Repo: repo, Target: tgt, BeforeWrite: func(context.Context) error { wrote++; return nil },
+			Now: func() time.Time { return time.Date(2025, 3, 1, 2, 3, 4, 0, time.UTC) }}
 		_, err := r.Run(ctx, m, backup.LogicalRestoreOptions{Database: "app", Into: "app", Jobs: 1})
-		if !errors.Is(err, backup.ErrDatabaseExists) || tgt.restored != nil {
-			t.Fatalf("err = %v, restored %d bytes; want ErrDatabaseExists and nothing restored", err, len(tgt.restored))
+		if !errors.Is(err, backup.ErrDatabaseExists) || !strings.Contains(err.Error(), "--replace") || tgt.restored != nil || wrote != 0 {
+			t.Fatalf("err = %v, restored %d bytes, BeforeWrite called %d times; want ErrDatabaseExists suggesting --replace and nothing restored", err, len(tgt.restored), wrote)
 		}
-		res, err := r.Run(ctx, m, backup.LogicalRestoreOptions{Database: "app", Into: "app", Jobs: 1, Force: true})
-		if err != nil || !res.Existing || len(tgt.created) != 0 {
-			t.Fatalf("forced: err = %v, existing %v, created %q", err, res != nil && res.Existing, tgt.created)
+
+		res, err := r.Run(ctx, m, backup.LogicalRestoreOptions{Database: "app", Into: "app", Jobs: 1, Replace: true})
+		if err != nil || !res.Replaced || res.Kept != "" || wrote != 1 {
+			t.Fatalf("replace: err = %v, result %+v, BeforeWrite called %d times", err, res, wrote)
+		}
+		const temp, aside = "app_restoring_20250301T020304", "app_replaced_20250301T020304"
+		if !slices.Equal(tgt.created, []string{temp}) || tgt.restoredTo != temp || !bytes.Equal(tgt.restored, d.content("app")) {
+			t.Errorf("replace: created %q, restored into %q; want the backup restored into a new database %s", tgt.created, tgt.restoredTo, temp)
+		}
+		if len(tgt.swaps) != 1 || tgt.swaps[0] != [3]string{"app", temp, aside} || !slices.Equal(tgt.dropped, []string{aside}) {
+			t.Errorf("replace: swaps %q, dropped %q; want app swapped with %s, then %s dropped", tgt.swaps, tgt.dropped, temp, aside)
+		}
+
+		tgt = &fakeTarget{exists: map[string]bool{"app": true}}
+		r.Target = tgt
+		res, err = r.Run(ctx, m, backup.LogicalRestoreOptions{Database: "app", Into: "app", Jobs: 1, Replace: true, KeepReplaced: true})
+		if err != nil || res.Kept != aside || len(tgt.dropped) != 0 {
+			t.Errorf("replace keeping the old one: err = %v, kept %q, dropped %q", err, res.Kept, tgt.dropped)
+		}
+
+		// A failed restore or swap leaves the existing database alone and drops the copy.
+		for _, tt := range []struct {
+			name string
+			tgt  *fakeTarget
+		}{
+			{"restore fails", &fakeTarget{exists: map[string]bool{"app": true}, restoreErr: errors.New("pg_restore: boom")}},
+			{"swap fails", &fakeTarget{exists: map[string]bool{"app": true}, swapErr: errors.New("database is being accessed by other users")}},
+		} {
+			r.Target = tt.tgt
+			_, err := r.Run(ctx, m, backup.LogicalRestoreOptions{Database: "app", Into: "app", Jobs: 1, Replace: true})
+			if err == nil || !strings.Contains(err.Error(), `"app" is unchanged`) {
+				t.Errorf("%s: err = %v, want it to say app is unchanged", tt.name, err)
+			}
+			if len(tt.tgt.swaps) != 0 || !slices.Equal(tt.tgt.dropped, []string{temp}) {
+				t.Errorf("%s: swaps %q, dropped %q; want no swap and the copy %s dropped", tt.name, tt.tgt.swaps, tt.tgt.dropped, temp)
+			}
+		}
+
+		// Names left by an earlier run are never reused.
+		tgt = &fakeTarget{exists: map[string]bool{"app": true, aside: true}}
+		r.Target = tgt
+		if _, err := r.Run(ctx, m, backup.LogicalRestoreOptions{Database: "app", Into: "app", Jobs: 1, Replace: true}); err == nil || len(tgt.created) != 0 {
+			t.Errorf("replace with %s taken: err = %v, created %q; want a refusal before anything is created", aside, err, tgt.created)
+		}
+	})
+
+	t.Run("long names are cut to fit", func(t *testing.T) {
+		long := strings.Repeat("é", 31) + "x" // 63 bytes
+		tgt := &fakeTarget{exists: map[string]bool{long: true}}
+		r := &backup.LogicalRestore{Repo: repo, Target: tgt}
+		res, err := r.Run(ctx, m, backup.LogicalRestoreOptions{Database: "app", Into: long, Jobs: 1, Replace: true, KeepReplaced: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{tgt.restoredTo, res.Kept} {
+			if len(name) > 63 || !utf8.ValidString(name) || !strings.HasPrefix(name, "éé") {
+				t.Errorf("derived name %q (%d bytes): want a valid name of at most 63 bytes starting like the original", name, len(name))
+			}
+		}
+	})
+
+	t.Run("BeforeWrite refuses", func(t *testing.T) {
+		tgt := &fakeTarget{}
+		stop := errors.New("not recorded")
+		r := &backup.LogicalRestore{Repo: repo, Target: tgt, BeforeWrite: func(context.Context) error { return stop }}
+		if _, err := r.Run(ctx, m, backup.LogicalRestoreOptions{Database: "app", Into: "app6", Jobs: 1}); !errors.Is(err, stop) || len(tgt.created) != 0 {
+			t.Errorf("err = %v, created %q; want BeforeWrite's error and nothing created", err, tgt.created)
 		}
 	})
 

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // LogicalFile returns the archive of database db in logical backup m.
@@ -56,6 +57,20 @@ type DatabaseRestorer interface {
 	RestoreArchive(ctx context.Context, req ArchiveRestore) error
 }
 
+// DatabaseReplacer is a DatabaseRestorer that can put a restored database in the
+// place of an existing one (LogicalRestoreOptions.Replace).
+type DatabaseReplacer interface {
+	// CheckReplace returns an error, before anything changes, when this connection
+	// cannot replace database name: it neither owns it nor is a superuser, or it is
+	// connected to name itself.
+	CheckReplace(ctx context.Context, name string) error
+	// ReplaceDatabase renames database name to aside and database restored to name
+	// in one transaction, after refusing new connections to name and ending its
+	// sessions; restored gets name's owner. aside is left refusing connections. On
+	// error nothing was renamed and name accepts connections as before.
+	ReplaceDatabase(ctx context.Context, name, restored, aside string) error
+}
+
 // GlobalsRestorer runs the globals script of a logical backup.
 type GlobalsRestorer interface {
 	// ExistingGlobals returns the names of the roles and tablespaces the server has.
@@ -66,16 +81,23 @@ type GlobalsRestorer interface {
 }
 
 // ErrDatabaseExists is returned when a logical restore's target database exists and
-// the restore was not forced.
+// the restore was not asked to replace it.
 var ErrDatabaseExists = errors.New("database already exists")
 
 // LogicalRestoreOptions says what to restore where.
 type LogicalRestoreOptions struct {
 	Database string // in the backup
-	Into     string // the database to create (or, with Force, to restore into)
+	Into     string // the database to create (or, with Replace, to replace)
 	Globals  bool   // also create the backup's missing roles and tablespaces
 	Jobs     int    // parallel pg_restore jobs (1: stream, no temporary file)
-	Force    bool   // restore into Into even if it exists
+	// Replace replaces Into if it exists: the backup is restored into a new,
+	// temporary database, which takes Into's name (and owner) in one transaction
+	// once it holds the whole backup; the replaced database is then dropped. The
+	// Target must be a DatabaseReplacer.
+	Replace bool
+	// KeepReplaced keeps the replaced database, renamed (LogicalRestoreResult.Kept)
+	// and refusing connections, instead of dropping it.
+	KeepReplaced bool
 }
 
 // LogicalRestoreResult reports a finished logical restore.
@@ -84,7 +106,9 @@ type LogicalRestoreResult struct {
 	Database  string
 	Into      string
 	File      File
-	Existing  bool // restored into an existing database with --clean --if-exists
+	Replaced  bool   // Into existed and was replaced
+	Kept      string // the replaced database's new name, when it was kept (or could not be dropped)
+	DropErr   error  // why the replaced database could not be dropped, if it could not
 	Jobs      int
 	Streamed  bool // streamed into pg_restore (no temporary file)
 	Globals   *GlobalsPlan
@@ -104,9 +128,10 @@ type LogicalRestoreResult struct {
 // corrupt object therefore fails the restore before the target database is created or
 // any role is touched. A database the restore created is dropped again if the restore
 // fails for any reason (a pg_restore error, the object changing between the two reads,
-// an interrupt), so it either holds the whole backup or does not exist. A restore into
-// an existing database (Force) cannot be undone that way and may be left partial: the
-// error says so.
+// an interrupt), so it either holds the whole backup or does not exist. An existing
+// database is never restored into: with Replace the backup goes into a new database
+// that takes the existing one's place only once it is complete, so the name holds
+// either the old database, untouched, or the whole backup.
 type LogicalRestore struct {
 	Repo    *Repository
 	Target  DatabaseRestorer
@@ -119,7 +144,12 @@ type LogicalRestore struct {
 	// FreeSpace returns the bytes free in a directory, to check TempDir before
 	// decompressing into it (nil: no check).
 	FreeSpace func(ctx context.Context, dir string) (uint64, error)
-	Now       func() time.Time
+	// BeforeWrite, if set, is called once everything is read and verified, just
+	// before the first change on the server; an error stops the restore there, with
+	// nothing changed. (The command line records the restore's start in the audit
+	// log with it.)
+	BeforeWrite func(ctx context.Context) error
+	Now         func() time.Time
 }
 
 // tempHeadroom is kept free on the temporary file's file system beyond the archive.
@@ -173,11 +203,40 @@ func (r *LogicalRestore) Run(ctx context.Context, m *Manifest, o LogicalRestoreO
 	if err != nil {
 		return nil, err
 	}
-	if exists && !o.Force {
-		return nil, fmt.Errorf("%w: %q; restore into a new database (another --into), or pass --force to restore into it with pg_restore --clean --if-exists (the backup's objects are dropped and recreated, others are kept)",
-			ErrDatabaseExists, o.Into)
+	// into is the database pg_restore writes into: Into, or with Replace a new one
+	// that takes Into's place once it holds the whole backup.
+	into := o.Into
+	var replacer DatabaseReplacer
+	var temp string
+	if exists {
+		if !o.Replace {
+			return nil, fmt.Errorf("%w: %q; restore into a new database (another --into), or pass --replace to replace it: the backup is restored into "+
+				"a new database that takes its name only once complete, and the old one is then dropped (--keep-replaced keeps it under another name)",
+				ErrDatabaseExists, o.Into)
+		}
+		var ok bool
+		if replacer, ok = r.Target.(DatabaseReplacer); !ok {
+			return nil, fmt.Errorf("replace database %q: this target cannot swap databases", o.Into)
+		}
+		if err := replacer.CheckReplace(ctx, o.Into); err != nil {
+			return nil, fmt.Errorf("replace database %q: %w", o.Into, err)
+		}
+		stamp := r.now().UTC().Format("20060102T150405")
+		temp = derivedName(o.Into, "_restoring_"+stamp)
+		res.Kept = derivedName(o.Into, "_replaced_"+stamp)
+		for _, name := range []string{temp, res.Kept} {
+			taken, err := r.Target.DatabaseExists(ctx, name)
+			if err != nil {
+				return nil, err
+			}
+			if taken {
+				return nil, fmt.Errorf("replace database %q: database %q already exists (left by an earlier restore?): drop or rename it, then restore again", o.Into, name)
+			}
+		}
+		into = temp
+		res.Replaced = true
+		log = log.With("temporary", temp)
 	}
-	res.Existing = exists
 
 	// Read and verify everything before changing anything.
 	var globals []byte
@@ -215,6 +274,11 @@ func (r *LogicalRestore) Run(ctx context.Context, m *Manifest, o LogicalRestoreO
 		return nil, fmt.Errorf("restore of %q stopped before changing anything on the server: %w", o.Database, err)
 	}
 
+	if r.BeforeWrite != nil {
+		if err := r.BeforeWrite(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if o.Globals {
 		if res.Globals, res.GlobalErr, err = r.restoreGlobals(ctx, globals); err != nil {
 			return nil, err
@@ -222,16 +286,10 @@ func (r *LogicalRestore) Run(ctx context.Context, m *Manifest, o LogicalRestoreO
 		log.Info("globals restored", "roles_created", len(res.Globals.CreatedRoles), "roles_kept", len(res.Globals.ExistingRoles), "errors", len(res.GlobalErr))
 	}
 
-	created := false
-	if exists {
-		log.Warn("restoring into the existing database with pg_restore --clean --if-exists: the backup's objects in it are dropped and recreated")
-	} else {
-		if err := r.Target.CreateDatabase(ctx, o.Into); err != nil {
-			return nil, err
-		}
-		created = true
+	if err := r.Target.CreateDatabase(ctx, into); err != nil {
+		return nil, err
 	}
-	req := ArchiveRestore{Database: o.Into, Path: path, Jobs: o.Jobs, Clean: exists}
+	req := ArchiveRestore{Database: into, Path: path, Jobs: o.Jobs}
 	if path == "" {
 		rc, err := r.Repo.OpenObject(ctx, key)
 		if err == nil {
@@ -242,29 +300,64 @@ func (r *LogicalRestore) Run(ctx context.Context, m *Manifest, o LogicalRestoreO
 			req.Archive = &sumReader{r: ProgressReader{R: rc, P: prog}, want: f, key: key}
 		} else {
 			err = fmt.Errorf("open %s: %w", key, err)
-			return nil, r.undo(ctx, o.Into, created, err, log)
+			return nil, r.undo(ctx, o.Into, temp, err, log)
 		}
 	}
 	if err := r.Target.RestoreArchive(ctx, req); err != nil {
-		return nil, r.undo(ctx, o.Into, created, err, log)
+		return nil, r.undo(ctx, o.Into, temp, err, log)
+	}
+	if replacer != nil {
+		if err := replacer.ReplaceDatabase(ctx, o.Into, temp, res.Kept); err != nil {
+			return nil, r.undo(ctx, o.Into, temp, fmt.Errorf("swap the restored copy in: %w", err), log)
+		}
+		log.Info("replaced the database with the restored copy", "replaced", res.Kept)
+		if !o.KeepReplaced {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			err := r.Target.DropDatabase(dctx, res.Kept)
+			cancel()
+			if err != nil {
+				log.Error("could not drop the replaced database", "replaced", res.Kept, "err", err)
+				res.DropErr = err
+			} else {
+				res.Kept = ""
+			}
+		}
 	}
 	res.Stop = r.now()
 	log.Info("logical restore complete", "duration", res.Stop.Sub(res.Start))
 	return res, nil
 }
 
-// undo drops the database a failed restore created, and says what state it left.
-func (r *LogicalRestore) undo(ctx context.Context, db string, created bool, cause error, log *slog.Logger) error {
-	if !created {
-		return fmt.Errorf("restore into existing database %q failed, it may be partially restored: %w", db, cause)
-	}
+// undo drops the database a failed restore created (db, or temp when it was to
+// replace db), and says what state it left.
+func (r *LogicalRestore) undo(ctx context.Context, db, temp string, cause error, log *slog.Logger) error {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
+	if temp != "" {
+		if err := r.Target.DropDatabase(dctx, temp); err != nil {
+			log.Error("could not drop the partially restored database", "database", temp, "err", err)
+			return fmt.Errorf("restore to replace %q failed; %q is unchanged, but the partially restored copy %q could not be dropped (%v): drop it by hand: %w", db, db, temp, err, cause)
+		}
+		return fmt.Errorf("restore to replace %q failed; %q is unchanged and the partially restored copy was dropped again: %w", db, db, cause)
+	}
 	if err := r.Target.DropDatabase(dctx, db); err != nil {
 		log.Error("could not drop the partially restored database", "err", err)
 		return fmt.Errorf("restore into %q failed and the partially restored database could not be dropped (%v); drop it by hand: %w", db, err, cause)
 	}
 	return fmt.Errorf("restore into %q failed; the database was dropped again, nothing was restored: %w", db, cause)
+}
+
+// derivedName is base followed by suffix, base cut (at a character boundary) so
+// that the name fits PostgreSQL's identifier length.
+func derivedName(base, suffix string) string {
+	n := maxIdentifierLength - len(suffix)
+	if len(base) > n {
+		for n > 0 && !utf8.RuneStart(base[n]) {
+			n--
+		}
+		base = base[:n]
+	}
+	return base + suffix
 }
 
 // fetch reads the object key through, verifying it against its trailer and against

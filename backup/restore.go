@@ -345,6 +345,125 @@ func PrepareDir(dir string, force bool) (int, error) {
 	return len(entries), nil
 }
 
+// ErrMountPoint is returned by MoveAside for a directory that is a mount point:
+// it cannot be renamed, and its contents cannot be moved off its file system by a
+// rename either.
+var ErrMountPoint = errors.New("directory is a mount point")
+
+// DirState is what CheckRestoreDir found at a restore's target directory.
+type DirState struct {
+	Path    string   // absolute
+	Missing bool     // it does not exist (a restore creates it)
+	Entries []string // the names of its entries, sorted; none: it is empty
+	// PGVersion is the content of its PG_VERSION file: it holds a PostgreSQL data
+	// directory (of a stopped server: a running one is ErrServerRunning).
+	PGVersion string
+	// MountPoint says it is the root of a mounted file system (MoveAside refuses it).
+	MountPoint bool
+}
+
+// Empty reports whether a restore can write into the directory as it is.
+func (s DirState) Empty() bool { return len(s.Entries) == 0 }
+
+// Describe says what the directory holds, for an operator: "a PostgreSQL 16 data
+// directory (PG_VERSION, base, global and 20 more)".
+func (s DirState) Describe() string {
+	names := s.Entries[:min(3, len(s.Entries))]
+	list := strings.Join(names, ", ")
+	if len(s.Entries) > len(names) {
+		list += fmt.Sprintf(" and %d more", len(s.Entries)-len(names))
+	}
+	if s.PGVersion != "" {
+		return fmt.Sprintf("a PostgreSQL %s data directory (%s)", s.PGVersion, list)
+	}
+	return list
+}
+
+// NotEmptyError returns the error for restoring into the directory as it is: it
+// wraps ErrDirNotEmpty and says what the directory holds; hint says what to do.
+func (s DirState) NotEmptyError(hint string) error {
+	return fmt.Errorf("%w: %s holds %s: %s", ErrDirNotEmpty, s.Path, s.Describe(), hint)
+}
+
+// CheckRestoreDir looks at dir, a restore's target, without changing anything. It
+// returns ErrServerRunning when dir holds the postmaster.pid of a live process, and
+// an error when dir is not a directory or cannot be read.
+func CheckRestoreDir(dir string) (DirState, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return DirState{}, err
+	}
+	s := DirState{Path: abs}
+	fi, err := os.Stat(abs)
+	if errors.Is(err, fs.ErrNotExist) {
+		s.Missing = true
+		return s, nil
+	}
+	if err != nil {
+		return s, err
+	}
+	if !fi.IsDir() {
+		return s, fmt.Errorf("%s is not a directory: give --to a directory (new or empty)", abs)
+	}
+	entries, err := os.ReadDir(abs)
+	if err != nil {
+		return s, fmt.Errorf("read %s: %w", abs, err)
+	}
+	for _, e := range entries {
+		s.Entries = append(s.Entries, e.Name())
+	}
+	if pid, alive := postmasterAlive(abs); alive {
+		return s, fmt.Errorf("%w: %s holds postmaster.pid of process %d, which is alive: stop that server first "+
+			"(or, if the process is not PostgreSQL, remove postmaster.pid)", ErrServerRunning, abs, pid)
+	}
+	if b, err := os.ReadFile(filepath.Join(abs, "PG_VERSION")); err == nil {
+		s.PGVersion = strings.TrimSpace(string(b))
+	}
+	if parent, err := os.Stat(filepath.Dir(abs)); err == nil && abs != filepath.Dir(abs) {
+		st, ok1 := fi.Sys().(*syscall.Stat_t)
+		pt, ok2 := parent.Sys().(*syscall.Stat_t)
+		s.MountPoint = ok1 && ok2 && st.Dev != pt.Dev
+	} else if abs == filepath.Dir(abs) {
+		s.MountPoint = true
+	}
+	return s, nil
+}
+
+// MoveAside renames the directory dir to a new sibling, dir + ".replaced-" + now
+// (UTC, e.g. /srv/pg.replaced-20240501T101500Z), and creates dir again, empty, with
+// mode 0700. Nothing is deleted: the old contents stay whole under the new name. It
+// refuses (ErrServerRunning) while a live server's postmaster.pid is in dir, and
+// (ErrMountPoint) when dir is a mount point. It returns the new name of the old
+// directory.
+func MoveAside(dir string, now time.Time) (string, error) {
+	s, err := CheckRestoreDir(dir)
+	if err != nil {
+		return "", err
+	}
+	if s.Missing {
+		return "", fmt.Errorf("move %s aside: it does not exist", s.Path)
+	}
+	if s.MountPoint {
+		return "", fmt.Errorf("%w: %s cannot be moved aside (renaming a mount point is not possible, and its contents "+
+			"cannot leave its file system by a rename): move or remove its contents yourself, or restore into a new directory",
+			ErrMountPoint, s.Path)
+	}
+	aside := s.Path + ".replaced-" + now.UTC().Format("20060102T150405Z")
+	if _, err := os.Lstat(aside); err == nil {
+		return "", fmt.Errorf("move %s aside: %s already exists: try again in a second, or move it away", s.Path, aside)
+	}
+	if err := os.Rename(s.Path, aside); err != nil {
+		if errors.Is(err, syscall.EBUSY) || errors.Is(err, syscall.EXDEV) {
+			return "", fmt.Errorf("%w: %s cannot be moved aside (%v): move or remove its contents yourself, or restore into a new directory", ErrMountPoint, s.Path, err)
+		}
+		return "", fmt.Errorf("move %s aside: %w", s.Path, err)
+	}
+	if err := os.Mkdir(s.Path, 0o700); err != nil {
+		return aside, fmt.Errorf("moved %s aside to %s, then could not create it again: %w", s.Path, aside, err)
+	}
+	return aside, nil
+}
+
 // postmasterAlive reads dir/postmaster.pid and reports whether its process exists.
 func postmasterAlive(dir string) (int, bool) {
 	b, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))

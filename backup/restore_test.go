@@ -297,6 +297,77 @@ func TestPrepareDir(t *testing.T) {
 	})
 }
 
+func TestCheckRestoreDirAndMoveAside(t *testing.T) {
+	now := time.Date(2024, 5, 1, 10, 15, 0, 0, time.UTC)
+	t.Run("missing and empty", func(t *testing.T) {
+		for name, dir := range map[string]string{"missing": filepath.Join(t.TempDir(), "new"), "empty": t.TempDir()} {
+			s, err := backup.CheckRestoreDir(dir)
+			if err != nil || !s.Empty() || s.Missing != (name == "missing") {
+				t.Errorf("%s: CheckRestoreDir = %+v, %v", name, s, err)
+			}
+		}
+	})
+	t.Run("a stopped data directory is moved aside whole", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "data")
+		os.Mkdir(dir, 0o750)
+		os.WriteFile(filepath.Join(dir, "PG_VERSION"), []byte("16\n"), 0o600)
+		os.Mkdir(filepath.Join(dir, "base"), 0o700)
+		os.WriteFile(filepath.Join(dir, "postmaster.pid"), []byte("2147483646\n"), 0o600) // stale
+		s, err := backup.CheckRestoreDir(dir)
+		if err != nil || s.Empty() || s.PGVersion != "16" || s.MountPoint {
+			t.Fatalf("CheckRestoreDir = %+v, %v; want a non-empty PostgreSQL 16 directory", s, err)
+		}
+		if err := s.NotEmptyError("add --move-aside"); !errors.Is(err, backup.ErrDirNotEmpty) || !strings.Contains(err.Error(), "PostgreSQL 16 data directory") {
+			t.Errorf("NotEmptyError = %v", err)
+		}
+		aside, err := backup.MoveAside(dir, now)
+		if err != nil || aside != dir+".replaced-20240501T101500Z" {
+			t.Fatalf("MoveAside = %q, %v", aside, err)
+		}
+		if b, err := os.ReadFile(filepath.Join(aside, "PG_VERSION")); err != nil || string(b) != "16\n" {
+			t.Errorf("moved contents: PG_VERSION %q, %v", b, err)
+		}
+		fi, err := os.Stat(dir)
+		entries, _ := os.ReadDir(dir)
+		if err != nil || fi.Mode().Perm() != 0o700 || len(entries) != 0 {
+			t.Errorf("recreated %s: %v, %d entries (%v); want empty, mode 0700", dir, fi, len(entries), err)
+		}
+		if _, err := backup.MoveAside(dir, now); err == nil {
+			// dir is empty now, but the name it would move to is taken.
+			t.Error("MoveAside reused an existing .replaced- name")
+		}
+	})
+	t.Run("live postmaster refused", func(t *testing.T) {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "postmaster.pid"), []byte(strconv.Itoa(os.Getpid())+"\n/data\n"), 0o600)
+		if _, err := backup.CheckRestoreDir(dir); !errors.Is(err, backup.ErrServerRunning) {
+			t.Errorf("CheckRestoreDir = %v, want ErrServerRunning", err)
+		}
+		if _, err := backup.MoveAside(dir, now); !errors.Is(err, backup.ErrServerRunning) {
+			t.Errorf("MoveAside = %v, want ErrServerRunning", err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "postmaster.pid")); err != nil {
+			t.Error("postmaster.pid was moved")
+		}
+	})
+	t.Run("a mount point is not moved", func(t *testing.T) {
+		s, err := backup.CheckRestoreDir("/proc")
+		if err != nil || !s.MountPoint {
+			t.Fatalf("CheckRestoreDir(/proc) = %+v, %v; want a mount point", s, err)
+		}
+		if _, err := backup.MoveAside("/proc", now); !errors.Is(err, backup.ErrMountPoint) {
+			t.Errorf("MoveAside(/proc) = %v, want ErrMountPoint", err)
+		}
+	})
+	t.Run("a file is not a directory", func(t *testing.T) {
+		f := filepath.Join(t.TempDir(), "f")
+		os.WriteFile(f, nil, 0o600)
+		if _, err := backup.CheckRestoreDir(f); err == nil {
+			t.Error("CheckRestoreDir accepted a file")
+		}
+	})
+}
+
 // tarEntry is one entry of a test archive.
 type tarEntry struct {
 	name, body, link string
