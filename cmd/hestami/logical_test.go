@@ -269,19 +269,19 @@ func TestLogicalBackupAndRestore(t *testing.T) {
 		}
 	})
 
-	t.Run("existing database refused without force", func(t *testing.T) {
+	t.Run("existing database refused without replace", func(t *testing.T) {
 		pgtest.Exec(t, c, "app_restored", "INSERT INTO events (item, payload) VALUES (1, 'kept?')")
 		changed := fingerprint(t, c, "app_restored")
 		_, _, err := hestami(t, e.config, "restore", "logical", "--database", "app", "--into", "app_restored")
-		if !errors.Is(err, backup.ErrDatabaseExists) || !strings.Contains(err.Error(), "--force") {
-			t.Fatalf("restore into an existing database: err = %v, want ErrDatabaseExists mentioning --force", err)
+		if !errors.Is(err, backup.ErrDatabaseExists) || !strings.Contains(err.Error(), "--replace") {
+			t.Fatalf("restore into an existing database: err = %v, want ErrDatabaseExists mentioning --replace", err)
 		}
 		if got := fingerprint(t, c, "app_restored"); got != changed {
 			t.Errorf("refused restore changed the existing database")
 		}
-		mustHestami(t, e.config, "restore", "logical", "--database", "app", "--into", "app_restored", "--force", "--jobs", "1")
+		mustHestami(t, e.config, "restore", "logical", "--database", "app", "--into", "app_restored", "--replace", "--jobs", "1")
 		if got := fingerprint(t, c, "app_restored"); got != want {
-			t.Errorf("forced restore: database differs from the backup:\ngot  %s\nwant %s", got, want)
+			t.Errorf("restore --replace: database differs from the backup:\ngot  %s\nwant %s", got, want)
 		}
 	})
 

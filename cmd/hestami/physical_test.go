@@ -325,41 +325,44 @@ func TestPhysicalBackupAndRestore(t *testing.T) {
 		}
 		flag, mapping := tsArg(t)
 		_, err := runCLI(t, a.Config, "restore", "--to", dir, "--hestami-path", a.Bin, flag, mapping)
-		if !errors.Is(err, backup.ErrDirNotEmpty) || !strings.Contains(err.Error(), "--force") {
-			t.Fatalf("restore into a non-empty dir: err = %v, want ErrDirNotEmpty mentioning --force", err)
+		if !errors.Is(err, backup.ErrDirNotEmpty) || !strings.Contains(err.Error(), "--move-aside") {
+			t.Fatalf("restore into a non-empty dir: err = %v, want ErrDirNotEmpty mentioning --move-aside", err)
 		}
 		if _, err := os.Stat(keep); err != nil {
 			t.Errorf("the file in the refused directory is gone: %v", err)
 		}
 
-		// --force never clears the directory of a running server...
+		// --move-aside never moves the directory of a running server...
 		if err := os.WriteFile(filepath.Join(dir, "postmaster.pid"), []byte(strconv.Itoa(os.Getpid())+"\n"+dir+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, err = runCLI(t, a.Config, "restore", "--to", dir, "--force", "--hestami-path", a.Bin, flag, mapping)
+		_, err = runCLI(t, a.Config, "restore", "--to", dir, "--move-aside", "--hestami-path", a.Bin, flag, mapping)
 		if !errors.Is(err, backup.ErrServerRunning) {
-			t.Fatalf("restore --force over a live postmaster.pid: err = %v, want ErrServerRunning", err)
+			t.Fatalf("restore --move-aside over a live postmaster.pid: err = %v, want ErrServerRunning", err)
 		}
 		if _, err := os.Stat(keep); err != nil {
-			t.Errorf("--force deleted files although a server runs there: %v", err)
+			t.Errorf("--move-aside moved files although a server runs there: %v", err)
 		}
-		// ...but otherwise replaces its contents.
+		// ...but otherwise moves its contents aside, whole.
 		if err := os.Remove(filepath.Join(dir, "postmaster.pid")); err != nil {
 			t.Fatal(err)
 		}
-		mustRun(t, a.Config, "restore", "--to", dir, "--force", "--hestami-path", a.Bin, flag, mapping)
+		mustRun(t, a.Config, "restore", "--to", dir, "--move-aside", "--hestami-path", a.Bin, flag, mapping)
 		if _, err := os.Stat(keep); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("--force left the old contents: %v", err)
+			t.Errorf("--move-aside left the old contents in place: %v", err)
+		}
+		if moved, _ := filepath.Glob(dir + ".replaced-*/precious"); len(moved) != 1 {
+			t.Errorf("--move-aside: the old contents are not beside %s: %v", dir, moved)
 		}
 		if _, err := os.Stat(filepath.Join(dir, "PG_VERSION")); err != nil {
-			t.Errorf("--force restore has no PG_VERSION: %v", err)
+			t.Errorf("--move-aside restore has no PG_VERSION: %v", err)
 		}
 	})
 
 	t.Run("tablespace location in use refused", func(t *testing.T) {
 		t.Parallel()
 		dir := filepath.Join(t.TempDir(), "restore")
-		_, err := runCLI(t, a.Config, "restore", "--to", dir, "--force", "--hestami-path", a.Bin)
+		_, err := runCLI(t, a.Config, "restore", "--to", dir, "--move-aside", "--hestami-path", a.Bin)
 		if !errors.Is(err, backup.ErrDirNotEmpty) || !strings.Contains(err.Error(), "--tablespace-map") {
 			t.Fatalf("restore onto the live tablespace's location: err = %v, want ErrDirNotEmpty suggesting --tablespace-map", err)
 		}

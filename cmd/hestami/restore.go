@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -30,8 +32,12 @@ type restoreOptions struct {
 	TablespaceMap   []string
 	Verify          bool
 	VerifyTimeout   time.Duration
-	Force           bool
+	MoveAside       bool
+	Force           bool // no longer supported: refused, pointing at MoveAside
 	HestamiPath     string
+	// audit records the restore (nil: not recorded, for a restore that is part of
+	// another audited action, such as backup verify --restore-test).
+	audit *restoreAudit
 }
 
 func (p *Program) restoreCommand() *cobra.Command {
@@ -51,9 +57,19 @@ The recovery settings (restore_command = hestami wal fetch, recovery_target_*) a
 appended to postgresql.auto.conf, where earlier restores' settings are commented out,
 and recovery.signal is created. Archive settings stay as they were in the backup.
 
-DIR must be empty or missing. --force deletes DIR's contents first, but never when DIR
-holds the postmaster.pid of a running process; tablespace directories are never
-cleared, they must be empty or missing.
+DIR must be empty or missing: a restore never writes over existing files. With
+--move-aside a non-empty DIR (a stopped server's data directory, say) is renamed to
+DIR.replaced-<UTC time> and DIR created again, empty: nothing is deleted, and the old
+files stay whole beside it until you remove them. It is refused while a server runs
+on DIR (its postmaster.pid names a live process), and when DIR is a mount point (it
+cannot be renamed: empty it yourself, or restore into a new directory). Tablespace
+directories are never moved or cleared: they must be empty or missing.
+
+Every restore is recorded in the repository's audit log (hestami audit list) with
+the OS user, the host, the backup and DIR: when it is refused, when it starts writing
+and when it ends. A restore that cannot be recorded is not started. A repository
+that is encrypted needs the decryption identity (HESTAMI_ENCRYPTION_IDENTITY_FILE):
+without it the restore stops before it reads or writes anything.
 
 --verify then runs a recovery drill: it starts the restored server on a free local
 port with archive_mode=off (a drill never archives into the repository), waits until
@@ -62,14 +78,19 @@ server again.`,
 		Example: `  hestami restore --to /var/lib/postgresql/15/restored
   hestami restore --to /srv/pitr --target-time "2024-05-01 09:59:00+00" --target-action promote
   hestami restore --to /srv/pitr --target-name before_migration --verify
-  hestami restore --to /srv/pitr --backup physical-20240501T020000Z --tablespace-map 16385=/srv/pitr-ts`,
+  hestami restore --to /srv/pitr --backup physical-20240501T020000Z --tablespace-map 16385=/srv/pitr-ts
+  hestami restore --to /var/lib/postgresql/16/main --move-aside   # over a stopped, broken server`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			err := p.restorePhysical(cmd, o)
-			if repo, rerr := p.repository(false); rerr == nil {
-				p.audit(cmd.Context(), repo, "restore", o.To, err, map[string]string{"backup": o.Backup,
-					"target": strings.TrimSpace(o.TargetTime + o.TargetLSN + o.TargetXID + o.TargetName), "verify": fmt.Sprint(o.Verify)})
+			to := o.To
+			if abs, err := filepath.Abs(o.To); err == nil && o.To != "" {
+				to = abs
 			}
+			o.audit = p.newRestoreAudit("restore", to, map[string]string{
+				"requested": o.Backup, "recovery_target": strings.TrimSpace(o.TargetTime + o.TargetLSN + o.TargetXID + o.TargetName),
+				"verify": fmt.Sprint(o.Verify), "move_aside": fmt.Sprint(o.MoveAside)})
+			err := p.restorePhysical(cmd, o)
+			o.audit.finish(cmd.Context(), err)
 			return err
 		},
 	}
@@ -85,7 +106,9 @@ server again.`,
 	f.StringArrayVar(&o.TablespaceMap, "tablespace-map", nil, "restore tablespace OID into DIR instead of its original location (OID=DIR, repeatable)")
 	f.BoolVar(&o.Verify, "verify", false, "start the restored server once, check it reaches the target and answers, report the RTO")
 	f.DurationVar(&o.VerifyTimeout, "verify-timeout", time.Hour, "how long --verify waits for recovery to reach the target")
-	f.BoolVar(&o.Force, "force", false, "delete DIR's contents first (refused while a server runs on DIR)")
+	f.BoolVar(&o.MoveAside, "move-aside", false, "if DIR is not empty, rename it to DIR.replaced-<time> first (nothing is deleted; refused while a server runs on DIR)")
+	f.BoolVar(&o.Force, "force", false, "no longer supported: see --move-aside")
+	_ = f.MarkHidden("force")
 	f.StringVar(&o.HestamiPath, "hestami-path", "", "hestami binary the restored server runs as restore_command (default: this one)")
 
 	// `restore logical` (a database from a logical backup) is defined in
@@ -99,6 +122,10 @@ func (p *Program) restorePhysical(cmd *cobra.Command, o restoreOptions) error {
 	ctx := cmd.Context()
 	if o.To == "" {
 		return usageError{errors.New("--to DIR is required: the (new, empty) data directory to restore into")}
+	}
+	if o.Force {
+		return usageError{errors.New("--force no longer deletes the contents of --to DIR: use --move-aside, which renames a non-empty DIR to " +
+			"DIR.replaced-<time> and deletes nothing, or empty DIR yourself")}
 	}
 	target, err := parseTarget(o)
 	if err != nil {
@@ -120,11 +147,15 @@ func (p *Program) restorePhysical(cmd *cobra.Command, o restoreOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := requireIdentity(ctx, repo); err != nil {
+		return err
+	}
 
 	m, err := p.chooseRestoreBackup(ctx, repo, o.Backup, target)
 	if err != nil {
 		return err
 	}
+	o.audit.set("backup", m.ID)
 	if err := backup.CheckBackupWAL(ctx, walRepo, m); err != nil {
 		return err
 	}
@@ -144,20 +175,57 @@ func (p *Program) restorePhysical(cmd *cobra.Command, o restoreOptions) error {
 		owner = &backup.Owner{UID: int(u.UID), GID: int(u.GID)}
 	}
 
+	// Check every directory before changing any.
 	for oid, d := range dirs {
 		if d == dir || strings.HasPrefix(d+"/", dir+"/") {
 			return usageError{fmt.Errorf("tablespace %d would be restored to %s, inside the data directory: move it with --tablespace-map %d=DIR", oid, d, oid)}
 		}
-		if _, err := backup.PrepareDir(d, false); err != nil {
-			return fmt.Errorf("tablespace %d: %w (tablespace directories are never cleared: move it with --tablespace-map %d=DIR)", oid, err, oid)
+		st, err := backup.CheckRestoreDir(d)
+		if err != nil {
+			return fmt.Errorf("tablespace %d: %w", oid, err)
+		}
+		if !st.Empty() {
+			return fmt.Errorf("tablespace %d: %w", oid, st.NotEmptyError(fmt.Sprintf(
+				"tablespace directories are never moved or cleared: restore the tablespace elsewhere with --tablespace-map %d=DIR, or empty it yourself", oid)))
 		}
 	}
-	removed, err := backup.PrepareDir(dir, o.Force)
+	st, err := backup.CheckRestoreDir(dir)
 	if err != nil {
 		return err
 	}
-	if removed > 0 {
-		p.logger.Warn("deleted the contents of the target directory (--force)", "dir", dir, "entries", removed)
+	if !st.Empty() {
+		if !o.MoveAside {
+			return st.NotEmptyError(fmt.Sprintf("restore into an empty or new directory, or add --move-aside to rename it to %s.replaced-<time> first (nothing is deleted)", dir))
+		}
+		if st.MountPoint {
+			return fmt.Errorf("%w: %s holds %s and cannot be moved aside (renaming a mount point is not possible): "+
+				"move or remove its contents yourself, or restore into a new directory", backup.ErrMountPoint, dir, st.Describe())
+		}
+	}
+
+	// Everything is checked: from here on the restore writes.
+	if err := o.audit.start(ctx); err != nil {
+		return err
+	}
+	for oid, d := range dirs {
+		if _, err := backup.PrepareDir(d, false); err != nil {
+			return fmt.Errorf("tablespace %d: %w", oid, err)
+		}
+	}
+	if st.Empty() {
+		if _, err := backup.PrepareDir(dir, false); err != nil {
+			return err
+		}
+	} else {
+		aside, err := backup.MoveAside(dir, time.Now())
+		if aside != "" {
+			o.audit.set("moved_aside", aside)
+		}
+		if err != nil {
+			return err
+		}
+		p.logger.Warn("moved the target directory's contents aside (--move-aside)", "dir", dir, "moved_to", aside, "held", st.Describe())
+		fmt.Fprintf(p.Stdout, "Moved %s (%s) aside to %s; remove it once the restore is checked.\n", dir, st.Describe(), aside)
 	}
 	p.warnUnreachable(dir, u)
 
@@ -480,4 +548,135 @@ func (p *Program) drillConnString(port int) string {
 // binariesFor returns PostgreSQL server programs of the given major version.
 func (p *Program) binariesFor(major int) (postgres.Binaries, error) {
 	return postgres.BinariesFor(p.cfg.Postgres.BinDir, major)
+}
+
+// restoreAudit records one command-line restore in the repository's audit log, with
+// the OS user and the host: refused (a safeguard stopped it before it wrote
+// anything), started (it is about to write), then ok or failed. The start is
+// recorded before anything is written, and a restore whose start cannot be recorded
+// does not run. A nil *restoreAudit records nothing.
+type restoreAudit struct {
+	p       *Program
+	action  string // restore, restore.logical
+	target  string // the data directory, or the database
+	details map[string]string
+	started bool
+}
+
+// errNotRecorded stops a restore whose start could not be written to the audit log.
+var errNotRecorded = errors.New("the restore could not be recorded in the audit log")
+
+func (p *Program) newRestoreAudit(action, target string, details map[string]string) *restoreAudit {
+	a := &restoreAudit{p: p, action: action, target: target, details: map[string]string{}}
+	for k, v := range details {
+		if v != "" {
+			a.details[k] = v
+		}
+	}
+	a.details["uid"] = strconv.Itoa(os.Getuid())
+	if su, ok := p.Getenv("SUDO_USER"); ok && su != "" {
+		a.details["sudo_user"] = su
+	}
+	return a
+}
+
+// set adds a detail to the entries still to be written.
+func (a *restoreAudit) set(key, value string) {
+	if a != nil && value != "" {
+		a.details[key] = value
+	}
+}
+
+// start records that the restore begins to write; an error means it must not.
+func (a *restoreAudit) start(ctx context.Context) error {
+	if a == nil {
+		return nil
+	}
+	if err := a.write(ctx, "started", nil); err != nil {
+		return fmt.Errorf("%w: %v; every restore is recorded before it writes anything, so nothing was restored: "+
+			"give this host write access to the repository (its audit/ objects), or, if that storage is lost, point "+
+			"HESTAMI_STORAGE_URL at the surviving copy", errNotRecorded, err)
+	}
+	a.started = true
+	return nil
+}
+
+// finish records how the restore ended (err nil: ok).
+func (a *restoreAudit) finish(ctx context.Context, err error) {
+	if a == nil {
+		return
+	}
+	outcome := "ok"
+	switch {
+	case err == nil:
+	case a.started:
+		outcome = "failed"
+	case restoreRefused(err):
+		outcome = "refused"
+	default:
+		outcome = "failed"
+	}
+	if werr := a.write(ctx, outcome, err); werr != nil && !errors.Is(err, errNotRecorded) {
+		a.p.logger.Error("could not write the audit log", "action", a.action, "target", a.target, "outcome", outcome, "err", werr)
+		fmt.Fprintf(a.p.Stderr, "WARNING: the outcome of this restore (%s) could not be recorded in the audit log: %v\n", outcome, werr)
+	}
+}
+
+func (a *restoreAudit) write(ctx context.Context, outcome string, actionErr error) error {
+	repo, err := a.p.repository(false)
+	if err != nil {
+		return err
+	}
+	details := maps.Clone(a.details)
+	if actionErr != nil {
+		details["error"] = actionErr.Error()
+	}
+	if !a.started && outcome != "started" {
+		details["changed"] = "nothing"
+	}
+	host, _ := os.Hostname()
+	actor := "uid " + strconv.Itoa(os.Getuid())
+	if u, err := user.Current(); err == nil {
+		actor = u.Username
+	}
+	_, err = repo.Audit(context.WithoutCancel(ctx), backup.AuditEntry{
+		Action: a.action, Actor: actor, Host: host, Target: a.target, Outcome: outcome, Details: details})
+	return err
+}
+
+// restoreRefused reports whether err is a safeguard's refusal rather than a failure.
+func restoreRefused(err error) bool {
+	var ue usageError
+	return errors.As(err, &ue) || errors.Is(err, errNotRecorded) ||
+		errors.Is(err, backup.ErrDirNotEmpty) || errors.Is(err, backup.ErrServerRunning) || errors.Is(err, backup.ErrMountPoint) ||
+		errors.Is(err, backup.ErrDatabaseExists) || errors.Is(err, backup.ErrWrongKey) || errors.Is(err, backup.ErrUntrusted)
+}
+
+// requireIdentity stops a restore from an encrypted repository before it reads a
+// backup or writes anything when no decryption identity is configured, or the
+// configured one cannot be loaded.
+func requireIdentity(ctx context.Context, repo *backup.Repository) error {
+	mk, err := repo.Marker(ctx)
+	if err != nil {
+		return err
+	}
+	if !mk.Encrypted {
+		return nil
+	}
+	if repo.Decrypter != nil {
+		if _, err := repo.Decrypter.Recipients(); err != nil {
+			return fmt.Errorf("%w: repository %s is encrypted and the decryption identity could not be loaded: %v; "+
+				"fix HESTAMI_ENCRYPTION_IDENTITY_FILE (encryption.identity_file); nothing was restored", backup.ErrWrongKey, repo.Storage, err)
+		}
+		return nil
+	}
+	// Name the recipients the operator needs an identity for: any stored object's
+	// header lists them.
+	if objs, err := repo.Storage.List(ctx, "backups/"); err == nil && len(objs) > 0 {
+		if kerr := repo.CheckDecryptable(ctx, objs[len(objs)-1].Key); errors.Is(kerr, backup.ErrWrongKey) {
+			return fmt.Errorf("repository %s is encrypted, and restoring needs its decryption identity; nothing was restored: %w", repo.Storage, kerr)
+		}
+	}
+	return fmt.Errorf("%w: repository %s is encrypted and no identity is configured: set HESTAMI_ENCRYPTION_IDENTITY_FILE (encryption.identity_file) "+
+		"to the age identity file of one of its recipients; nothing was restored", backup.ErrWrongKey, repo.Storage)
 }
