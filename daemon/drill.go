@@ -32,6 +32,12 @@ func (d *Daemon) physicalDrill(ctx context.Context) error {
 	if err != nil {
 		return d.drillDone(ctx, backup.Physical, backup.DrillRecord{Time: d.now().UTC(), Type: backup.Physical}, err)
 	}
+	return d.drillPhysical(ctx, m)
+}
+
+// drillPhysical is the physical drill of backup m.
+func (d *Daemon) drillPhysical(ctx context.Context, m *backup.Manifest) error {
+	var err error
 	rec := backup.DrillRecord{Time: d.now().UTC(), BackupID: m.ID, Type: backup.Physical}
 	log := d.log.With("job", JobDrillPhysical, "backup", m.ID)
 	began := time.Now()
@@ -122,6 +128,12 @@ func (d *Daemon) logicalDrill(ctx context.Context) error {
 	if err != nil {
 		return d.drillDone(ctx, backup.Logical, backup.DrillRecord{Time: d.now().UTC(), Type: backup.Logical}, err)
 	}
+	return d.drillLogical(ctx, m)
+}
+
+// drillLogical is the logical drill of backup m.
+func (d *Daemon) drillLogical(ctx context.Context, m *backup.Manifest) error {
+	var err error
 	rec := backup.DrillRecord{Time: d.now().UTC(), BackupID: m.ID, Type: backup.Logical}
 	log := d.log.With("job", JobDrillLogical, "backup", m.ID)
 	began := time.Now()
@@ -172,6 +184,36 @@ func (d *Daemon) logicalDrill(ctx context.Context) error {
 	}
 	rec.RPOSeconds = max(0, d.now().Sub(m.StartTime).Seconds())
 	return d.drillDone(ctx, backup.Logical, rec, err)
+}
+
+// ErrCannotRun is returned (wrapped) by DrillBackup when the daemon lacks what the
+// drill needs (a sandbox, the server, a restore_command).
+var ErrCannotRun = errors.New("the daemon is not configured for this")
+
+// DrillBackup runs a restore drill of backup id now (physical or logical, by the
+// backup's type), under the lease of that kind of drill, and records, audits and
+// alerts its outcome as the scheduled drills do. It returns an error wrapping
+// ErrLeaseHeld when another drill of the kind is running (here or on another daemon),
+// and one wrapping ErrCannotRun when the daemon cannot run that kind of drill.
+func (d *Daemon) DrillBackup(ctx context.Context, id string) error {
+	m, err := d.o.Repo.Manifest(ctx, id)
+	if err != nil {
+		return err
+	}
+	kind, run := JobDrillLogical, d.drillLogical
+	if m.Type == backup.Physical {
+		kind, run = JobDrillPhysical, d.drillPhysical
+		if d.o.Sandbox == nil || d.o.Server == nil || d.o.RestoreCommand == "" {
+			return fmt.Errorf("drill of %s: %w: physical drills need a sandbox, the server and a restore_command", id, ErrCannotRun)
+		}
+	} else if d.o.Server == nil {
+		return fmt.Errorf("drill of %s: %w: logical drills need the server", id, ErrCannotRun)
+	}
+	err = d.withLease(ctx, kind, func(ctx context.Context) error { return run(ctx, m) })
+	if errors.Is(err, errSkipped) {
+		return fmt.Errorf("drill of %s: %w: a %s is running; try again when it has finished", id, ErrLeaseHeld, kind)
+	}
+	return err
 }
 
 // renamed reads one database of a TableReader under another name: the scratch

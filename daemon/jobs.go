@@ -221,6 +221,18 @@ func (d *Daemon) checkSize(ctx context.Context, m *backup.Manifest) {
 		Labels: map[string]string{"job": string(m.Type), "backup": m.ID}})
 }
 
+// VerifyBackup verifies backup id now, as the daemon verifies every new backup:
+// each object against its checksums, then PostgreSQL's own check (pg_verifybackup or
+// pg_restore --list). The outcome is recorded in the repository for retention,
+// audited and alerted; the error says why the backup failed (or could not be read).
+func (d *Daemon) VerifyBackup(ctx context.Context, id string) error {
+	m, err := d.o.Repo.Manifest(ctx, id)
+	if err != nil {
+		return err
+	}
+	return d.verifyBackup(ctx, m)
+}
+
 // verifyBackup checks backup m (every object against its checksums, and PostgreSQL's
 // own checks), records the outcome in the repository for retention, audits it and
 // alerts on failure.
