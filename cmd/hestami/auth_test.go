@@ -331,6 +331,25 @@ func TestAuthServeOIDCClient(t *testing.T) {
 	if err != nil || next.AccessToken == tok.AccessToken {
 		t.Fatalf("refresh: %v (same access token: %t)", err, next != nil && next.AccessToken == tok.AccessToken)
 	}
+	// The API takes the access token as a bearer, for services acting for the
+	// person (the backup daemon).
+	req, _ := http.NewRequest(http.MethodGet, s.URL+"/api/v1/me", nil)
+	req.Header.Set("Authorization", "Bearer "+next.AccessToken)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var me struct {
+		User struct {
+			Email string `json:"email"`
+		} `json:"user"`
+		Permissions []string `json:"permissions"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&me)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || err != nil || me.User.Email != "ops@hestami.local" || !slices.Contains(me.Permissions, "backup:restore") {
+		t.Errorf("GET /api/v1/me with the access token: %d %+v (%v); want ops@hestami.local with backup:restore", resp.StatusCode, me, err)
+	}
 	// A code works once.
 	if _, err := conf.Exchange(ctx, cb.Query().Get("code"), oauth2.VerifierOption(verifier)); err == nil {
 		t.Error("the code was redeemed twice")
