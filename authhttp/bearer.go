@@ -104,6 +104,12 @@ func (s *Server) bearerSession(w http.ResponseWriter, r *http.Request, pattern, 
 	return &signedInUser{sess: sess, user: u, token: at}, true
 }
 
+// viaBearer reports whether the request was signed in by an access token.
+func viaBearer(r *http.Request) bool {
+	v, _ := r.Context().Value(ctxKey{}).(*signedInUser)
+	return v != nil && v.token != nil
+}
+
 // bearerFail answers a request whose access token did not sign anyone in
 // (RFC 6750: 401 with WWW-Authenticate naming the error).
 func (s *Server) bearerFail(w http.ResponseWriter, r *http.Request, err error) {

@@ -213,3 +213,34 @@ func TestBearerTokenNotAccepted(t *testing.T) {
 		t.Errorf("a bearer token where none are accepted: %d %s; want 401 saying so", resp.StatusCode, body)
 	}
 }
+
+// TestBearerTokenOfARememberedDevice: a person whose remembered device skipped
+// the challenge at sign-in holds a session without a second factor; the token
+// the application got from that browser works on the API like the browser
+// (the device's trust travels with the token), while a step-up still wants a
+// fresh factor.
+func TestBearerTokenOfARememberedDevice(t *testing.T) {
+	t.Parallel()
+	m := newMFAEnv(t, mfaEnvOptions{oidcClients: daemonClients})
+	b, prof, secret, _ := m.enrolOwner(t, "remy@example.com")
+	b.post("/signout", formFields(t, b.get("/account").body, "/signout"))
+	p := b.signIn(prof, "", "")
+	mustAt(t, p, "/mfa/challenge")
+	mustAt(t, b.submit(p, "/mfa/challenge", url.Values{"code": {m.code(t, secret, 1)}, "remember": {"on"}}), "/account")
+	b.post("/signout", formFields(t, b.get("/account").body, "/signout"))
+	mustAt(t, b.signIn(prof, "", ""), "/account") // remembered: no challenge
+	tok := b.codeFlow()
+
+	if resp, body := m.bearer("GET", "/api/v1/me/identities", tok.AccessToken); resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /api/v1/me/identities with the token of a remembered device's session: %d %s; want 200", resp.StatusCode, body)
+	}
+	resp, body := m.bearer("GET", "/api/v1/me", tok.AccessToken)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"action":"allow"`) {
+		t.Errorf("GET /api/v1/me with the token: %d %s; want the MFA action allow", resp.StatusCode, body)
+	}
+	req, _ := http.NewRequest("POST", m.base+"/api/v1/stepup", nil)
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	if p := b.do(req); p.StatusCode != http.StatusOK || !strings.Contains(p.body, `"satisfied":false`) {
+		t.Errorf("POST /api/v1/stepup with the token: %d %s; want not satisfied (a remembered device is no fresh factor)", p.StatusCode, p.body)
+	}
+}

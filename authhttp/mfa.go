@@ -307,7 +307,15 @@ func (s *Server) mfaCheck(r *http.Request, sess *auth.Session, u *auth.User, pur
 		return nil, err
 	}
 	methods, settings := f.methods, &f.settings
-	st := &mfaState{methods: methods, settings: settings, trusted: s.trustedDevice(r, u)}
+	st := &mfaState{methods: methods, settings: settings}
+	if viaBearer(r) {
+		// A token was issued only to a browser that passed the sign-in gate,
+		// as a remembered device or with a second factor: the device's trust
+		// travels with the token (a step-up still wants a fresh factor).
+		st.trusted = true
+	} else {
+		st.trusted = s.trustedDevice(r, u)
+	}
 	in := auth.MFAInput{User: u, Methods: methods, Settings: settings, Session: sess, Purpose: purpose, Risk: risk,
 		TrustedDevice: st.trusted, Now: s.now()}
 	st.decision = auth.EvaluateMFA(s.mfa.Policy, in)
