@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"net"
+	"net/url"
 	"strings"
 	"time"
 
@@ -46,6 +48,63 @@ type Daemon struct {
 	DrillTimeout time.Duration `yaml:"drill_timeout"`
 	// NotifySuccess sends an event for every successful scheduled backup.
 	NotifySuccess bool `yaml:"notify_success"`
+	// Auth signs people in to the daemon's API and status page through the auth
+	// service; without it both are off (docs/daemon.md, "API").
+	Auth DaemonAuth `yaml:"auth"`
+	// Production says what a restore into production writes; without it
+	// production restores are refused.
+	Production DaemonProduction `yaml:"production"`
+	// RestoresDir holds the physical restores into scratch the API makes, one
+	// directory per request ("": StateDir/restores).
+	RestoresDir string `yaml:"restores_dir"`
+	// RestoreRequestTTL is how long a production restore waits for a second
+	// staff member's approval.
+	RestoreRequestTTL time.Duration `yaml:"restore_request_ttl"`
+	// TrustedProxies are the addresses (or CIDR ranges) of reverse proxies whose
+	// X-Forwarded-For names the client in the audit log.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// DaemonAuth is the daemon's registration at the auth service: it checks every
+// API call's access token there, and signs browsers in to the status page as an
+// OpenID Connect client of it.
+type DaemonAuth struct {
+	// URL is the auth service's public URL (https://auth.hestami.example; http
+	// only on loopback). Empty: the API and the status page are off.
+	URL string `yaml:"url"`
+	// PublicURL is where browsers reach this daemon (https://backups.hestami.example):
+	// the auth service sends them back to PublicURL/callback, which must be
+	// among the client's redirect_uris there.
+	PublicURL string `yaml:"public_url"`
+	// ClientID is the daemon's client at the auth service (auth.oidc.clients).
+	ClientID string `yaml:"client_id"`
+	// ClientSecretFile holds the client's secret ("": a public client, PKCE only).
+	ClientSecretFile string `yaml:"client_secret_file"`
+	// CookieKeyFile holds the keys the sign-in cookie is encrypted with, one
+	// id:base64 line each (openssl rand -base64 32), the first current; give every
+	// replica the same file.
+	CookieKeyFile string `yaml:"cookie_key_file"`
+}
+
+// DaemonProduction is what a restore into production writes to.
+type DaemonProduction struct {
+	// RestoreDir receives physical restores into production: restored and
+	// configured for recovery, not started; the operator switches the production
+	// server to it (docs/runbooks). It must be empty or missing for each restore.
+	// Empty: physical production restores are refused.
+	RestoreDir string `yaml:"restore_dir"`
+	// Databases are the databases of the backed-up server that count as
+	// production: a logical production restore may replace one of them, a scratch
+	// restore never writes into one. Empty: logical production restores are refused.
+	Databases []string `yaml:"databases"`
+}
+
+// Restores returns the directory for the API's physical restores into scratch.
+func (d Daemon) Restores() string {
+	if d.RestoresDir != "" {
+		return d.RestoresDir
+	}
+	return strings.TrimRight(d.StateDir, "/") + "/restores"
 }
 
 // DaemonSchedule is a cron expression (or "off") per backup type.
@@ -84,6 +143,8 @@ func DefaultDaemon() Daemon {
 		StorageCriticalPercent: 90,
 		DrillTimeout:           time.Hour,
 		NotifySuccess:          true,
+		Auth:                   DaemonAuth{ClientID: "hestami-backup"},
+		RestoreRequestTTL:      time.Hour,
 	}
 }
 
@@ -154,6 +215,55 @@ func (d Daemon) validate(bad func(field, format string, args ...any)) {
 	if d.SizeHistory < 3 {
 		bad("daemon.size_history", "%d: want at least 3 backups to compare with", d.SizeHistory)
 	}
+	if d.RestoreRequestTTL <= 0 || d.RestoreRequestTTL > 7*24*time.Hour {
+		bad("daemon.restore_request_ttl", "%s: want a positive duration up to a week, e.g. 1h", d.RestoreRequestTTL)
+	}
+	d.Auth.validate(bad)
+	if dir := d.Production.RestoreDir; dir != "" && !strings.HasPrefix(dir, "/") {
+		bad("daemon.production.restore_dir", "%q: want an absolute path", dir)
+	}
+	for i, db := range d.Production.Databases {
+		if db == "" || strings.ContainsAny(db, "\x00") {
+			bad(fmt.Sprintf("daemon.production.databases[%d]", i), "%q: want a database name", db)
+		}
+	}
+	for i, p := range d.TrustedProxies {
+		if _, _, err := net.ParseCIDR(p); err != nil && net.ParseIP(p) == nil {
+			bad(fmt.Sprintf("daemon.trusted_proxies[%d]", i), "%q: want an IP address or a CIDR range", p)
+		}
+	}
+}
+
+// validate reports the problems of daemon.auth: all or nothing.
+func (a DaemonAuth) validate(bad func(field, format string, args ...any)) {
+	if a.URL == "" {
+		return
+	}
+	for field, raw := range map[string]string{"daemon.auth.url": a.URL, "daemon.auth.public_url": a.PublicURL} {
+		u, err := url.Parse(raw)
+		switch {
+		case raw == "":
+			bad(field, "empty: with daemon.auth.url set, want where browsers reach this daemon, e.g. https://backups.hestami.example")
+		case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+			bad(field, "%q: want an https:// URL", raw)
+		case u.Scheme == "http" && !loopbackHost(u.Hostname()):
+			bad(field, "%q: http only on loopback (localhost, 127.0.0.1); use https", raw)
+		}
+	}
+	if a.ClientID == "" {
+		bad("daemon.auth.client_id", "empty: want the daemon's client id at the auth service, e.g. hestami-backup")
+	}
+	if a.CookieKeyFile == "" {
+		bad("daemon.auth.cookie_key_file", "empty: want a file with a line id:KEY (KEY: openssl rand -base64 32), which encrypts the status page's sign-in cookie")
+	}
+}
+
+func loopbackHost(h string) bool {
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Notifications configures where the daemon's alerts go (docs/notifications.md).

@@ -105,3 +105,54 @@ notifications:
 		}
 	}
 }
+
+// TestDaemonAPIConfig: the API's section read from the file, with its defaults,
+// and each of its problems named by its field.
+func TestDaemonAPIConfig(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte(`
+daemon:
+  state_dir: /srv/hestami
+  auth:
+    url: https://auth.hestami.example
+    public_url: https://backups.hestami.example
+    client_secret_file: /run/secrets/daemon-client
+    cookie_key_file: /run/secrets/daemon-cookie
+  production:
+    restore_dir: /var/lib/postgresql/17/restored
+    databases: [hestami]
+  trusted_proxies: [10.0.0.0/8, 192.0.2.1]
+`), 0o600)
+	c, err := config.Load(good, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.Daemon
+	if d.Auth.ClientID != "hestami-backup" || d.Auth.PublicURL != "https://backups.hestami.example" || d.RestoreRequestTTL != time.Hour ||
+		d.Restores() != "/srv/hestami/restores" || d.Production.Databases[0] != "hestami" || len(d.TrustedProxies) != 2 {
+		t.Errorf("daemon API configuration = %+v", d)
+	}
+
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte(`
+daemon:
+  auth:
+    url: http://auth.hestami.example
+    client_id: ""
+  production:
+    restore_dir: relative/dir
+  restore_request_ttl: -1m
+  trusted_proxies: [a proxy]
+`), 0o600)
+	_, err = config.Load(bad, env(nil))
+	if err == nil {
+		t.Fatal("invalid daemon API configuration accepted")
+	}
+	for _, want := range []string{"daemon.auth.url", "http only on loopback", "daemon.auth.public_url", "daemon.auth.client_id", "daemon.auth.cookie_key_file",
+		"daemon.production.restore_dir", "daemon.restore_request_ttl", "daemon.trusted_proxies[0]"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s:\n%v", want, err)
+		}
+	}
+}
