@@ -88,17 +88,22 @@ the repository is reachable). See docs/daemon.md.`,
 
 // runDaemon runs the daemon and its HTTP server until ctx ends.
 func (p *Program) runDaemon(ctx context.Context, listen string, deps daemonDeps) error {
-	d, alerts, err := p.newDaemon(ctx, deps)
+	parts, err := p.buildDaemon(ctx, deps)
 	if err != nil {
 		return err
 	}
+	d, alerts := parts.d, parts.alerts
+	mux := http.NewServeMux()
+	d.Mount(mux)
+	api, login, err := p.mountAPI(ctx, mux, parts, parts.now) // daemon_api.go
+	if err != nil {
+		return err
+	}
+	p.mountMonitoring(mux, d, login) // daemon_monitoring.go
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("backup daemon: listen on %s: %w (choose another address with --listen)", listen, err)
 	}
-	mux := http.NewServeMux()
-	d.Mount(mux)
-	p.mountMonitoring(mux, d) // daemon_monitoring.go
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -112,6 +117,12 @@ func (p *Program) runDaemon(ctx context.Context, listen string, deps daemonDeps)
 	go func() { defer close(alertsDone); alerts.Run(alertCtx, time.Minute) }()
 
 	runErr := d.Run(ctx)
+	if api != nil {
+		// Restores the API started get the jobs' grace period too.
+		graceCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), parts.grace)
+		api.Close(graceCtx)
+		cancel()
+	}
 
 	stopAlerts()
 	<-alertsDone
@@ -130,8 +141,32 @@ func (p *Program) runDaemon(ctx context.Context, listen string, deps daemonDeps)
 	return runErr
 }
 
+// daemonParts are the daemon and what the API needs of its wiring.
+type daemonParts struct {
+	d              *daemon.Daemon
+	alerts         *alert.Manager
+	repo           *backup.Repository
+	pruner         *backup.Pruner
+	server         *postgres.Server
+	sandbox        daemon.Sandbox
+	checker        daemon.BackupChecker
+	restoreCommand string
+	host           string
+	grace          time.Duration
+	now            func() time.Time
+}
+
 // newDaemon builds the daemon from the configuration, with its alert manager.
 func (p *Program) newDaemon(ctx context.Context, deps daemonDeps) (*daemon.Daemon, *alert.Manager, error) {
+	parts, err := p.buildDaemon(ctx, deps)
+	if err != nil {
+		return nil, nil, err
+	}
+	return parts.d, parts.alerts, nil
+}
+
+// buildDaemon builds the daemon from the configuration.
+func (p *Program) buildDaemon(ctx context.Context, deps daemonDeps) (*daemonParts, error) {
 	cfg := p.cfg.Daemon
 	now := deps.Now
 	if now == nil {
@@ -139,11 +174,11 @@ func (p *Program) newDaemon(ctx context.Context, deps daemonDeps) (*daemon.Daemo
 	}
 	repo, err := p.repository(false)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	walRepo, err := p.repository(true)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	repo.Now, walRepo.Now = now, now
 	p.auditStart(ctx, repo) // audit.go
@@ -152,14 +187,14 @@ func (p *Program) newDaemon(ctx context.Context, deps daemonDeps) (*daemon.Daemo
 		host = "localhost"
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("daemon.state_dir: %w", err)
+		return nil, fmt.Errorf("daemon.state_dir: %w", err)
 	}
 	if err := os.MkdirAll(cfg.Scratch(), 0o700); err != nil {
-		return nil, nil, fmt.Errorf("daemon.scratch_dir: %w", err)
+		return nil, fmt.Errorf("daemon.scratch_dir: %w", err)
 	}
 	alerts, err := p.alertManager(ctx, now, deps.Senders)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 
 	loc := cfg.Location()
@@ -177,20 +212,20 @@ func (p *Program) newDaemon(ctx context.Context, deps daemonDeps) (*daemon.Daemo
 		}
 		s, err := cron.Parse(expr, loc)
 		if err != nil {
-			return nil, nil, fmt.Errorf("daemon: %s: %w", name, err) // Validate has said so already
+			return nil, fmt.Errorf("daemon: %s: %w", name, err) // Validate has said so already
 		}
 		schedules[name] = s
 	}
 	tools, err := p.tools(ctx, 0)
 	if err != nil {
-		return nil, nil, fmt.Errorf("backup daemon: %w", err)
+		return nil, fmt.Errorf("backup daemon: %w", err)
 	}
 	exe := deps.HestamiPath
 	if exe == "" {
 		exe = executable()
 	}
 	if exe, err = filepath.Abs(exe); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	grace := cfg.GracePeriod
 	if deps.GracePeriod != 0 {
@@ -203,6 +238,14 @@ func (p *Program) newDaemon(ctx context.Context, deps daemonDeps) (*daemon.Daemo
 			res, _, err := p.syncSecondary(ctx) // storage_check.go
 			return len(res.WAL) + len(res.Backups), err
 		}
+	}
+	parts := &daemonParts{alerts: alerts, repo: repo, host: host, grace: grace, now: now,
+		pruner: &backup.Pruner{Repo: repo, WALRepo: walRepo, Policies: retentionPolicies(p.cfg.Retention),
+			PITRTier: p.cfg.Retention.PITRWindow, Logger: p.logger},
+		server:         postgres.NewServer(pg.ConnString, pg.Database, tools),
+		checker:        &postgres.BackupChecks{Tools: tools, BinDir: pg.BinDir},
+		sandbox:        &postgres.Sandbox{Dir: cfg.Scratch(), BinDir: pg.BinDir, User: pg.User, Password: pg.Password, Logger: p.logger},
+		restoreCommand: backup.RestoreCommand(exe, p.effectiveConfigPath(), p.globalFlags()...),
 	}
 	d, err := daemon.New(daemon.Options{
 		Sync:      sync,
@@ -223,16 +266,15 @@ func (p *Program) newDaemon(ctx context.Context, deps daemonDeps) (*daemon.Daemo
 			},
 		},
 		PruneAfterBackup: cfg.Prune == config.PruneAfterBackup,
-		Pruner: &backup.Pruner{Repo: repo, WALRepo: walRepo, Policies: retentionPolicies(p.cfg.Retention),
-			PITRTier: p.cfg.Retention.PITRWindow, Logger: p.logger},
-		Server:         postgres.NewServer(pg.ConnString, pg.Database, tools),
-		Archiver:       &postgres.Archiver{ConnString: pg.ConnString("")},
-		Checker:        &postgres.BackupChecks{Tools: tools, BinDir: pg.BinDir},
-		Sandbox:        &postgres.Sandbox{Dir: cfg.Scratch(), BinDir: pg.BinDir, User: pg.User, Password: pg.Password, Logger: p.logger},
-		RestoreCommand: backup.RestoreCommand(exe, p.effectiveConfigPath(), p.globalFlags()...),
-		ScratchDir:     cfg.Scratch(),
-		Alerts:         alerts,
-		NotifySuccess:  cfg.NotifySuccess,
+		Pruner:           parts.pruner,
+		Server:           parts.server,
+		Archiver:         &postgres.Archiver{ConnString: pg.ConnString("")},
+		Checker:          parts.checker,
+		Sandbox:          parts.sandbox,
+		RestoreCommand:   parts.restoreCommand,
+		ScratchDir:       cfg.Scratch(),
+		Alerts:           alerts,
+		NotifySuccess:    cfg.NotifySuccess,
 		Leaser: &daemon.Leaser{Storage: repo.Storage, Host: host, PID: os.Getpid(),
 			TTL: cfg.LeaseTTL, Heartbeat: cfg.Heartbeat, Settle: deps.LeaseSettle, Now: now},
 		Actor:                  "hestami-daemon@" + host,
@@ -251,9 +293,10 @@ func (p *Program) newDaemon(ctx context.Context, deps daemonDeps) (*daemon.Daemo
 		Logger:                 p.logger,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return d, alerts, nil
+	parts.d = d
+	return parts, nil
 }
 
 // alertManager builds the notification senders of the configuration (plus extra)

@@ -632,9 +632,13 @@ daemon:
 			t.Fatal(t.Context().Err())
 		}
 	}
-	// The status page and the metrics are mounted beside them.
-	if code, body := get("/"); code != http.StatusOK || !strings.Contains(body, "<svg") && !strings.Contains(body, "<html") {
-		t.Errorf("/ = %d, not the status page:\n%.300s", code, body)
+	// The metrics are mounted beside them, open; without daemon.auth the status
+	// page and the API are off, and say why.
+	if code, body := get("/"); code != http.StatusServiceUnavailable || !strings.Contains(body, "daemon.auth.url") {
+		t.Errorf("/ without daemon.auth = %d, want 503 naming daemon.auth.url:\n%.300s", code, body)
+	}
+	if code, body := get("/api/v1/backups"); code != http.StatusServiceUnavailable || !strings.Contains(body, "daemon.auth.url") {
+		t.Errorf("/api/v1/backups without daemon.auth = %d, want 503 naming daemon.auth.url:\n%.300s", code, body)
 	}
 	if code, body := get("/metrics"); code != http.StatusOK || !strings.Contains(body, "hestami_") {
 		t.Errorf("/metrics = %d, no hestami metrics:\n%.300s", code, body)
