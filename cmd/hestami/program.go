@@ -89,6 +89,7 @@ Configuration: --config FILE (YAML), HESTAMI_* variables and the libpq variables
 	root.AddCommand(p.storageCommand())     // storage_check.go
 	root.AddCommand(p.authCommand())        // auth.go, auth_serve.go
 	root.AddCommand(p.healthcheckCommand()) // healthcheck.go
+	root.AddCommand(p.dbCommand())          // db.go
 	return root
 }
 
