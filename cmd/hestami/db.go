@@ -392,7 +392,7 @@ func (p *Program) printConnections(rep *connectionsReport, color bool) {
 	fmt.Fprintln(tw, "PID\tUSER\tDATABASE\tAPPLICATION\tCLIENT\tIDLE FOR\tIN TRANSACTION FOR\tLAST QUERY")
 	for _, s := range rep.IdleInTransaction {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.PID, orDash(s.User), orDash(s.Database), orDash(s.Application), orDash(s.Client),
-			elapsed(seconds(s.StateSeconds)), elapsed(seconds(s.TransactionSeconds)), firstLine(s.Query, 80))
+			elapsed(durationOf(s.StateSeconds)), elapsed(durationOf(s.TransactionSeconds)), firstLine(s.Query, 80))
 	}
 	tw.Flush()
 	lines := strings.SplitAfter(strings.TrimSuffix(buf.String(), "\n"), "\n")
@@ -408,7 +408,8 @@ func (p *Program) printConnections(rep *connectionsReport, color bool) {
 	fmt.Fprint(w, buf.String())
 }
 
-func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+// durationOf converts seconds to a Duration.
+func durationOf(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 // elapsed formats how long something has lasted: 350ms, 42s, 5m3s, 2h5m, 3d4h.
 func elapsed(d time.Duration) string {
@@ -787,7 +788,7 @@ func (p *Program) printInfo(info *dbInfo, color bool) {
 		role = "in recovery (a standby, or a restore still replaying WAL)"
 	}
 	fmt.Fprintf(w, "Server:       PostgreSQL %s, up %s (since %s), %s\n", info.Server.Version,
-		elapsed(seconds(info.Server.UptimeSeconds)), fmtTime(&info.Server.StartedAt), role)
+		elapsed(durationOf(info.Server.UptimeSeconds)), fmtTime(&info.Server.StartedAt), role)
 	u := info.Connections
 	line := fmt.Sprintf("%d of %d max_connections used (%.0f%%); %d reserved for superusers", u.Used, u.Max, 100*u.UsageRatio, u.SuperuserReserved)
 	if u.Reserved > 0 {
