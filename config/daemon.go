@@ -143,7 +143,7 @@ func DefaultDaemon() Daemon {
 		StorageCriticalPercent: 90,
 		DrillTimeout:           time.Hour,
 		NotifySuccess:          true,
-		Auth:                   DaemonAuth{ClientID: "hestami-backup"},
+		Auth:                   DaemonAuth{ClientID: "backup-daemon"},
 		RestoreRequestTTL:      time.Hour,
 	}
 }
@@ -251,7 +251,7 @@ func (a DaemonAuth) validate(bad func(field, format string, args ...any)) {
 		}
 	}
 	if a.ClientID == "" {
-		bad("daemon.auth.client_id", "empty: want the daemon's client id at the auth service, e.g. hestami-backup")
+		bad("daemon.auth.client_id", "empty: want the daemon's client id at the auth service, e.g. backup-daemon")
 	}
 	if a.CookieKeyFile == "" {
 		bad("daemon.auth.cookie_key_file", "empty: want a file with a line id:KEY (KEY: openssl rand -base64 32), which encrypts the status page's sign-in cookie")

@@ -129,7 +129,7 @@ daemon:
 		t.Fatal(err)
 	}
 	d := c.Daemon
-	if d.Auth.ClientID != "hestami-backup" || d.Auth.PublicURL != "https://backups.hestami.example" || d.RestoreRequestTTL != time.Hour ||
+	if d.Auth.ClientID != "backup-daemon" || d.Auth.PublicURL != "https://backups.hestami.example" || d.RestoreRequestTTL != time.Hour ||
 		d.Restores() != "/srv/hestami/restores" || d.Production.Databases[0] != "hestami" || len(d.TrustedProxies) != 2 {
 		t.Errorf("daemon API configuration = %+v", d)
 	}

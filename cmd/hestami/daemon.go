@@ -23,7 +23,8 @@ import (
 	"github.com/hestami/hestami/webhook"
 )
 
-// DefaultDaemonListen is where backup daemon serves /healthz and /readyz.
+// DefaultDaemonListen is where backup daemon serves HTTP: health, metrics, the
+// status page and the API.
 const DefaultDaemonListen = "127.0.0.1:9187"
 
 // daemonDeps is what a test puts into the daemon instead of the real thing.
@@ -72,8 +73,14 @@ on one of them at a time, through a lease in the repository (locks/). On SIGTERM
 running job gets daemon.grace_period to finish; a backup stopped after that has no
 manifest, so it is never taken for a complete one.
 
-HTTP on --listen: /healthz (the process is up) and /readyz (the scheduler runs and
-the repository is reachable). See docs/daemon.md.`,
+HTTP on --listen: /healthz (the process is up), /readyz (the scheduler runs and the
+repository is reachable) and /metrics (Prometheus), open; with daemon.auth, the API
+(/api/v1/..., described at /api/openapi.json) and the status page (/), for staff
+signed in through the auth service. The API lists, takes, verifies and drills
+backups, deletes and prunes, and restores: into scratch for one person, into
+production once a second staff member approved (restores, deletions and approvals
+need a second factor verified within 5 minutes). Every request, approval, refusal
+and outcome is in the audit log. See docs/daemon.md.`,
 		Example: `  hestami backup daemon --config /etc/hestami/hestami.yaml
   hestami backup daemon --listen 0.0.0.0:9187`,
 		Args: cobra.NoArgs,
@@ -81,7 +88,7 @@ the repository is reachable). See docs/daemon.md.`,
 			return p.runDaemon(cmd.Context(), listen, daemonDeps{HestamiPath: hestamiPath})
 		},
 	}
-	cmd.Flags().StringVar(&listen, "listen", DefaultDaemonListen, "address for /healthz and /readyz (and the status page and /metrics)")
+	cmd.Flags().StringVar(&listen, "listen", DefaultDaemonListen, "address for /healthz, /readyz, /metrics, the status page and the API")
 	cmd.Flags().StringVar(&hestamiPath, "hestami-path", "", "hestami binary the drills' restored servers run as restore_command (default: this one)")
 	return cmd
 }

@@ -95,7 +95,7 @@ func (c *apiClient) token() string {
 		c.t.Fatalf("discovery: %v", err)
 	}
 	redirect := c.daemon + "/callback"
-	conf := oauth2.Config{ClientID: "hestami-backup", ClientSecret: daemonClientSecret, Endpoint: prov.Endpoint(), RedirectURL: redirect,
+	conf := oauth2.Config{ClientID: "backup-daemon", ClientSecret: daemonClientSecret, Endpoint: prov.Endpoint(), RedirectURL: redirect,
 		Scopes: []string{oidc.ScopeOpenID, "email", "profile"}}
 	verifier, state := oauth2.GenerateVerifier(), "state-"+rand.Text()
 	stop := *c.b.c
@@ -228,7 +228,7 @@ func TestDaemonAPIRestores(t *testing.T) {
   return_origins: [%s]
   oidc:
     clients:
-      - id: hestami-backup
+      - id: backup-daemon
         name: Hestami backups
         secret: %s
         redirect_uris: [%s/callback]
