@@ -155,11 +155,7 @@ func (s *Server) apiIdentities(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) apiUnlink(w http.ResponseWriter, r *http.Request) {
 	_, u := current(r)
-	if err := s.svc.Unlink(r.Context(), u, r.PathValue("provider"), r.PathValue("subject"), s.client(r)); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	s.noContent(w, r, s.svc.Unlink(r.Context(), u, r.PathValue("provider"), r.PathValue("subject"), s.client(r)))
 }
 
 func (s *Server) apiSessions(w http.ResponseWriter, r *http.Request) {
@@ -192,11 +188,7 @@ func (s *Server) apiRevokeSession(w http.ResponseWriter, r *http.Request) {
 func (s *Server) apiRevokeOtherSessions(w http.ResponseWriter, r *http.Request) {
 	sess, u := current(r)
 	n, err := s.svc.RevokeSessions(r.Context(), u, u.ID, sess.ID, s.client(r))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]int{"revoked": n})
+	reply(s, w, r, n, err, http.StatusOK, revokedBody)
 }
 
 func (s *Server) apiSignout(w http.ResponseWriter, r *http.Request) {
@@ -271,12 +263,11 @@ type createUserJSON struct {
 }
 
 func (s *Server) apiCreateUser(w http.ResponseWriter, r *http.Request) {
-	_, actor := current(r)
 	var in createUserJSON
-	if err := readJSON(w, r, &in); err != nil {
-		s.fail(w, r, err)
+	if !s.decoded(w, r, readJSON, &in) {
 		return
 	}
+	_, actor := current(r)
 	u, err := s.svc.CreateUser(r.Context(), actor, auth.NewUser{Type: in.Type, Email: in.Email, Name: in.Name, Roles: in.Roles}, s.client(r))
 	if err != nil {
 		s.fail(w, r, err)
@@ -305,8 +296,7 @@ func (s *Server) apiSetRoles(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Roles []string `json:"roles"`
 	}
-	if err := readJSON(w, r, &in); err != nil {
-		s.fail(w, r, err)
+	if !s.decoded(w, r, readJSON, &in) {
 		return
 	}
 	if in.Roles == nil {
@@ -319,32 +309,23 @@ func (s *Server) apiSetRoles(w http.ResponseWriter, r *http.Request) {
 	}
 	_, actor := current(r)
 	u, err := s.svc.User(r.Context(), actor, id)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, userOut(u))
+	reply(s, w, r, u, err, http.StatusOK, userOut)
 }
 
 func (s *Server) apiSetDisabled(w http.ResponseWriter, r *http.Request) {
-	_, actor := current(r)
 	var in struct {
 		Disabled *bool `json:"disabled"`
 	}
-	if err := readJSON(w, r, &in); err != nil {
-		s.fail(w, r, err)
+	if !s.decoded(w, r, readJSON, &in) {
 		return
 	}
 	if in.Disabled == nil {
 		s.fail(w, r, auth.Errorf(auth.CodeInvalid, `Send {"disabled": true} or {"disabled": false}.`))
 		return
 	}
+	_, actor := current(r)
 	u, err := s.svc.SetDisabled(r.Context(), actor, r.PathValue("id"), *in.Disabled, s.client(r))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, userOut(u))
+	reply(s, w, r, u, err, http.StatusOK, userOut)
 }
 
 func (s *Server) apiRevokeUserSessions(w http.ResponseWriter, r *http.Request) {
@@ -355,11 +336,7 @@ func (s *Server) apiRevokeUserSessions(w http.ResponseWriter, r *http.Request) {
 		keep = sess.ID
 	}
 	n, err := s.svc.RevokeSessions(r.Context(), actor, id, keep, s.client(r))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]int{"revoked": n})
+	reply(s, w, r, n, err, http.StatusOK, revokedBody)
 }
 
 func (s *Server) apiAudit(w http.ResponseWriter, r *http.Request) {

@@ -142,16 +142,12 @@ func (s *Server) apiAssurance(w http.ResponseWriter, r *http.Request) {
 // makes it fresh. With purpose high-value or sensitive it answers what the
 // policy requires of the user's type for that.
 func (s *Server) apiStepUp(w http.ResponseWriter, r *http.Request) {
-	if !s.mfaOn(w, r) {
-		return
-	}
 	var in struct {
 		MaxAge   *int            `json:"max_age"`
 		ReturnTo string          `json:"return_to"`
 		Purpose  auth.MFAPurpose `json:"purpose"`
 	}
-	if err := readBody(w, r, &in); err != nil {
-		s.fail(w, r, err)
+	if !s.mfaOn(w, r) || !s.decoded(w, r, readBody, &in) {
 		return
 	}
 	switch in.Purpose {
@@ -225,21 +221,13 @@ func (s *Server) apiRemoveFactor(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, u := current(r)
-	if err := s.removeFactor(r, u, r.PathValue("id")); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	s.noContent(w, r, s.removeFactor(r, u, r.PathValue("id")))
 }
 
 // apiTOTPBegin starts an authenticator app setup (POST /api/v1/me/factors/totp).
 func (s *Server) apiTOTPBegin(w http.ResponseWriter, r *http.Request) {
-	if !s.mfaOn(w, r) || !s.needFresh(w, r, "") {
-		return
-	}
 	var in struct{}
-	if err := readBody(w, r, &in); err != nil {
-		s.fail(w, r, err)
+	if !s.mfaOn(w, r) || !s.needFresh(w, r, "") || !s.decoded(w, r, readBody, &in) {
 		return
 	}
 	_, u := current(r)
@@ -258,8 +246,25 @@ func (s *Server) apiTOTPBegin(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// codeJSON is the body of the confirm endpoints.
 type codeJSON struct {
 	Code string `json:"code"`
+}
+
+// apiConfirmFactor confirms a factor being set up with the body's first code:
+// confirm runs under the lockout and rate limits (s.guarded), and then the
+// answer is apiFactorAdded's for method.
+func (s *Server) apiConfirmFactor(w http.ResponseWriter, r *http.Request, method string, confirm func(u *auth.User, code string) error) {
+	var in codeJSON
+	if !s.decoded(w, r, readJSON, &in) {
+		return
+	}
+	_, u := current(r)
+	if err := s.guarded(w, r, u, func() error { return confirm(u, in.Code) }); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.apiFactorAdded(w, r, method, http.StatusOK)
 }
 
 // apiFactorAdded elevates the session with the new factor and answers with its
@@ -271,7 +276,7 @@ func (s *Server) apiFactorAdded(w http.ResponseWriter, r *http.Request, method s
 		s.fail(w, r, err)
 		return
 	}
-	out := map[string]any{"assurance": s.assuranceOut(next)}
+	out := s.assuranceBody(next)
 	left, err := s.mfa.Factors.BackupCodesLeft(r.Context(), u)
 	if err != nil {
 		s.fail(w, r, err)
@@ -294,19 +299,9 @@ func (s *Server) apiTOTPConfirm(w http.ResponseWriter, r *http.Request) {
 	if !s.mfaOn(w, r) {
 		return
 	}
-	var in codeJSON
-	if err := readJSON(w, r, &in); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	_, u := current(r)
-	if err := s.guarded(w, r, u, func() error {
-		return s.mfa.Factors.ConfirmTOTP(r.Context(), u, r.PathValue("id"), in.Code, s.client(r))
-	}); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	s.apiFactorAdded(w, r, auth.MethodTOTP, http.StatusOK)
+	s.apiConfirmFactor(w, r, auth.MethodTOTP, func(u *auth.User, code string) error {
+		return s.mfa.Factors.ConfirmTOTP(r.Context(), u, r.PathValue("id"), code, s.client(r))
+	})
 }
 
 // codesOn answers 503 unless email and SMS codes are configured.
@@ -321,14 +316,10 @@ func (s *Server) codesOn(w http.ResponseWriter, r *http.Request) bool {
 // apiEmailBegin sends a code to a secondary email being set up
 // (POST /api/v1/me/factors/email).
 func (s *Server) apiEmailBegin(w http.ResponseWriter, r *http.Request) {
-	if !s.mfaOn(w, r) || !s.codesOn(w, r) || !s.needFresh(w, r, "") {
-		return
-	}
 	var in struct {
 		Email string `json:"email"`
 	}
-	if err := readJSON(w, r, &in); err != nil {
-		s.fail(w, r, err)
+	if !s.mfaOn(w, r) || !s.codesOn(w, r) || !s.needFresh(w, r, "") || !s.decoded(w, r, readJSON, &in) {
 		return
 	}
 	_, u := current(r)
@@ -337,11 +328,7 @@ func (s *Server) apiEmailBegin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sent, err := s.mfa.Codes.BeginSecondaryEmail(r.Context(), u, in.Email, s.client(r))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusAccepted, map[string]any{"sent": sentOut(sent)})
+	reply(s, w, r, sent, err, http.StatusAccepted, sentBody)
 }
 
 // apiEmailConfirm confirms the secondary email with its code
@@ -350,33 +337,19 @@ func (s *Server) apiEmailConfirm(w http.ResponseWriter, r *http.Request) {
 	if !s.mfaOn(w, r) || !s.codesOn(w, r) {
 		return
 	}
-	var in codeJSON
-	if err := readJSON(w, r, &in); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	_, u := current(r)
-	if err := s.guarded(w, r, u, func() error {
-		return s.mfa.Codes.ConfirmSecondaryEmail(r.Context(), u, in.Code, s.client(r))
-	}); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	s.apiFactorAdded(w, r, auth.MethodEmail, http.StatusOK)
+	s.apiConfirmFactor(w, r, auth.MethodEmail, func(u *auth.User, code string) error {
+		return s.mfa.Codes.ConfirmSecondaryEmail(r.Context(), u, code, s.client(r))
+	})
 }
 
 // apiSMSBegin texts a code to a number being set up
 // (POST /api/v1/me/factors/sms).
 func (s *Server) apiSMSBegin(w http.ResponseWriter, r *http.Request) {
-	if !s.mfaOn(w, r) || !s.codesOn(w, r) || !s.needFresh(w, r, "") {
-		return
-	}
 	var in struct {
 		Number string `json:"number"`
 		Region string `json:"region"`
 	}
-	if err := readJSON(w, r, &in); err != nil {
-		s.fail(w, r, err)
+	if !s.mfaOn(w, r) || !s.codesOn(w, r) || !s.needFresh(w, r, "") || !s.decoded(w, r, readJSON, &in) {
 		return
 	}
 	if in.Region == "" {
@@ -388,11 +361,7 @@ func (s *Server) apiSMSBegin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sent, err := s.mfa.Codes.BeginSMS(r.Context(), u, in.Number, in.Region, s.client(r))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusAccepted, map[string]any{"sent": sentOut(sent)})
+	reply(s, w, r, sent, err, http.StatusAccepted, sentBody)
 }
 
 // apiSMSConfirm confirms a number with its code
@@ -401,19 +370,9 @@ func (s *Server) apiSMSConfirm(w http.ResponseWriter, r *http.Request) {
 	if !s.mfaOn(w, r) || !s.codesOn(w, r) {
 		return
 	}
-	var in codeJSON
-	if err := readJSON(w, r, &in); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	_, u := current(r)
-	if err := s.guarded(w, r, u, func() error {
-		return s.mfa.Codes.ConfirmSMS(r.Context(), u, r.PathValue("id"), in.Code, s.client(r))
-	}); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	s.apiFactorAdded(w, r, auth.MethodSMS, http.StatusOK)
+	s.apiConfirmFactor(w, r, auth.MethodSMS, func(u *auth.User, code string) error {
+		return s.mfa.Codes.ConfirmSMS(r.Context(), u, r.PathValue("id"), code, s.client(r))
+	})
 }
 
 // passkeysOn answers 503 unless passkeys are configured.
@@ -428,14 +387,10 @@ func (s *Server) passkeysOn(w http.ResponseWriter, r *http.Request) bool {
 // apiPasskeyRegisterBegin starts adding a passkey
 // (POST /api/v1/me/factors/passkey/begin).
 func (s *Server) apiPasskeyRegisterBegin(w http.ResponseWriter, r *http.Request) {
-	if !s.mfaOn(w, r) || !s.passkeysOn(w, r) || !s.needFresh(w, r, "") {
-		return
-	}
 	var in struct {
 		Name string `json:"name"`
 	}
-	if err := readBody(w, r, &in); err != nil {
-		s.fail(w, r, err)
+	if !s.mfaOn(w, r) || !s.passkeysOn(w, r) || !s.needFresh(w, r, "") || !s.decoded(w, r, readBody, &in) {
 		return
 	}
 	_, u := current(r)
@@ -457,12 +412,8 @@ type passkeyFinishJSON struct {
 // apiPasskeyRegisterFinish stores the new passkey
 // (POST /api/v1/me/factors/passkey/finish).
 func (s *Server) apiPasskeyRegisterFinish(w http.ResponseWriter, r *http.Request) {
-	if !s.mfaOn(w, r) || !s.passkeysOn(w, r) {
-		return
-	}
 	var in passkeyFinishJSON
-	if err := readJSON(w, r, &in); err != nil {
-		s.fail(w, r, err)
+	if !s.mfaOn(w, r) || !s.passkeysOn(w, r) || !s.decoded(w, r, readJSON, &in) {
 		return
 	}
 	_, u := current(r)
@@ -476,12 +427,8 @@ func (s *Server) apiPasskeyRegisterFinish(w http.ResponseWriter, r *http.Request
 // apiRegenerateCodes makes a new set of backup codes
 // (POST /api/v1/me/backup-codes).
 func (s *Server) apiRegenerateCodes(w http.ResponseWriter, r *http.Request) {
-	if !s.mfaOn(w, r) || !s.needFresh(w, r, "") {
-		return
-	}
 	var in struct{}
-	if err := readBody(w, r, &in); err != nil {
-		s.fail(w, r, err)
+	if !s.mfaOn(w, r) || !s.needFresh(w, r, "") || !s.decoded(w, r, readBody, &in) {
 		return
 	}
 	_, u := current(r)
@@ -500,15 +447,11 @@ func (s *Server) apiRegenerateCodes(w http.ResponseWriter, r *http.Request) {
 // apiChallengeSend sends a challenge code by email or SMS
 // (POST /api/v1/mfa/challenge/send).
 func (s *Server) apiChallengeSend(w http.ResponseWriter, r *http.Request) {
-	if !s.mfaOn(w, r) || !s.codesOn(w, r) {
-		return
-	}
 	var in struct {
 		Method   string `json:"method"`
 		FactorID string `json:"factor_id"`
 	}
-	if err := readJSON(w, r, &in); err != nil {
-		s.fail(w, r, err)
+	if !s.mfaOn(w, r) || !s.codesOn(w, r) || !s.decoded(w, r, readJSON, &in) {
 		return
 	}
 	_, u := current(r)
@@ -517,27 +460,19 @@ func (s *Server) apiChallengeSend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sent, err := s.mfa.Codes.SendChallenge(r.Context(), u, in.Method, in.FactorID, s.client(r))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusAccepted, map[string]any{"sent": sentOut(sent)})
+	reply(s, w, r, sent, err, http.StatusAccepted, sentBody)
 }
 
 // apiChallengeVerify verifies a second factor (POST /api/v1/mfa/challenge/verify):
 // the session is elevated (its cookie replaced) and its MFAAt set, which also
 // answers a step-up.
 func (s *Server) apiChallengeVerify(w http.ResponseWriter, r *http.Request) {
-	if !s.mfaOn(w, r) {
-		return
-	}
 	var in struct {
 		Method   string `json:"method"`
 		Code     string `json:"code"`
 		Remember bool   `json:"remember"`
 	}
-	if err := readJSON(w, r, &in); err != nil {
-		s.fail(w, r, err)
+	if !s.mfaOn(w, r) || !s.decoded(w, r, readJSON, &in) {
 		return
 	}
 	sess, u := current(r)
@@ -550,22 +485,14 @@ func (s *Server) apiChallengeVerify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	next, err := s.elevate(w, r, sess, u, in.Method, in.Remember)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"assurance": s.assuranceOut(next)})
+	reply(s, w, r, next, err, http.StatusOK, s.assuranceBody)
 }
 
 // apiPasskeyAssertBegin starts a passkey challenge
 // (POST /api/v1/mfa/challenge/passkey/begin).
 func (s *Server) apiPasskeyAssertBegin(w http.ResponseWriter, r *http.Request) {
-	if !s.mfaOn(w, r) || !s.passkeysOn(w, r) {
-		return
-	}
 	var in struct{}
-	if err := readBody(w, r, &in); err != nil {
-		s.fail(w, r, err)
+	if !s.mfaOn(w, r) || !s.passkeysOn(w, r) || !s.decoded(w, r, readBody, &in) {
 		return
 	}
 	_, u := current(r)
@@ -580,12 +507,8 @@ func (s *Server) apiPasskeyAssertBegin(w http.ResponseWriter, r *http.Request) {
 // apiPasskeyAssertFinish checks a passkey answer and elevates the session
 // (POST /api/v1/mfa/challenge/passkey/finish).
 func (s *Server) apiPasskeyAssertFinish(w http.ResponseWriter, r *http.Request) {
-	if !s.mfaOn(w, r) || !s.passkeysOn(w, r) {
-		return
-	}
 	var in passkeyFinishJSON
-	if err := readJSON(w, r, &in); err != nil {
-		s.fail(w, r, err)
+	if !s.mfaOn(w, r) || !s.passkeysOn(w, r) || !s.decoded(w, r, readJSON, &in) {
 		return
 	}
 	sess, u := current(r)
@@ -594,11 +517,7 @@ func (s *Server) apiPasskeyAssertFinish(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	next, err := s.elevate(w, r, sess, u, auth.MethodWebAuthn, in.Remember)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"assurance": s.assuranceOut(next)})
+	reply(s, w, r, next, err, http.StatusOK, s.assuranceBody)
 }
 
 // apiDevices lists the user's devices (GET /api/v1/me/devices).
@@ -638,11 +557,7 @@ func (s *Server) apiRevokeDevice(w http.ResponseWriter, r *http.Request) {
 	if !s.mfaOn(w, r) {
 		return
 	}
-	if err := s.revokeDevice(w, r, r.PathValue("id")); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	s.noContent(w, r, s.revokeDevice(w, r, r.PathValue("id")))
 }
 
 // apiRevokeDevices revokes every device (DELETE /api/v1/me/devices).
@@ -661,7 +576,7 @@ func (s *Server) apiRevokeDevices(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.clearCookie(w, TrustCookie)
-	writeJSON(w, http.StatusOK, map[string]int{"revoked": n})
+	writeJSON(w, http.StatusOK, revokedBody(n))
 }
 
 // apiRecoveryStatus is the user's latest recovery request
@@ -672,68 +587,44 @@ func (s *Server) apiRecoveryStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	_, u := current(r)
 	req, err := s.mfa.Recovery.Latest(r.Context(), u)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"request": recoveryOut(req)})
+	reply(s, w, r, req, err, http.StatusOK, recoveryBody)
 }
 
 // apiRecoveryRequest files a recovery request (POST /api/v1/me/recovery).
 func (s *Server) apiRecoveryRequest(w http.ResponseWriter, r *http.Request) {
-	if !s.recoveryOn(w, r) {
-		return
-	}
 	var in struct {
 		Reason string `json:"reason"`
 	}
-	if err := readJSON(w, r, &in); err != nil {
-		s.fail(w, r, err)
+	if !s.recoveryOn(w, r) || !s.decoded(w, r, readJSON, &in) {
 		return
 	}
 	_, u := current(r)
 	req, err := s.mfa.Recovery.Request(r.Context(), u, s.client(r), in.Reason)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, map[string]any{"request": recoveryOut(req)})
+	reply(s, w, r, req, err, http.StatusCreated, recoveryBody)
 }
 
 // apiRecoveryVerify checks the emailed codes (POST /api/v1/me/recovery/verify).
 func (s *Server) apiRecoveryVerify(w http.ResponseWriter, r *http.Request) {
-	if !s.recoveryOn(w, r) {
-		return
-	}
 	var in struct {
 		RequestID     string `json:"request_id"`
 		PrimaryCode   string `json:"primary_code"`
 		SecondaryCode string `json:"secondary_code"`
 	}
-	if err := readJSON(w, r, &in); err != nil {
-		s.fail(w, r, err)
+	if !s.recoveryOn(w, r) || !s.decoded(w, r, readJSON, &in) {
 		return
 	}
 	_, u := current(r)
 	req, err := s.mfa.Recovery.VerifyCodes(r.Context(), u, in.RequestID, in.PrimaryCode, in.SecondaryCode, s.client(r))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"request": recoveryOut(req)})
+	reply(s, w, r, req, err, http.StatusOK, recoveryBody)
 }
 
 // apiRecoveryRedeem redeems the recovery token: the user's factors are reset
 // (POST /api/v1/me/recovery/redeem).
 func (s *Server) apiRecoveryRedeem(w http.ResponseWriter, r *http.Request) {
-	if !s.recoveryOn(w, r) {
-		return
-	}
 	var in struct {
 		Token string `json:"token"`
 	}
-	if err := readJSON(w, r, &in); err != nil {
-		s.fail(w, r, err)
+	if !s.recoveryOn(w, r) || !s.decoded(w, r, readJSON, &in) {
 		return
 	}
 	if err := s.redeem(w, r, in.Token); err != nil {
@@ -771,42 +662,26 @@ func (s *Server) apiRecoveryPending(w http.ResponseWriter, r *http.Request) {
 // apiRecoveryApprove approves a request
 // (POST /api/v1/recovery-requests/{id}/approve).
 func (s *Server) apiRecoveryApprove(w http.ResponseWriter, r *http.Request) {
-	if !s.recoveryOn(w, r) {
-		return
-	}
 	var in struct{}
-	if err := readBody(w, r, &in); err != nil {
-		s.fail(w, r, err)
+	if !s.recoveryOn(w, r) || !s.decoded(w, r, readBody, &in) {
 		return
 	}
 	_, actor := current(r)
 	req, err := s.mfa.Recovery.Approve(r.Context(), actor, r.PathValue("id"), s.client(r))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"request": recoveryOut(req)})
+	reply(s, w, r, req, err, http.StatusOK, recoveryBody)
 }
 
 // apiRecoveryDeny denies a request (POST /api/v1/recovery-requests/{id}/deny).
 func (s *Server) apiRecoveryDeny(w http.ResponseWriter, r *http.Request) {
-	if !s.recoveryOn(w, r) {
-		return
-	}
 	var in struct {
 		Note string `json:"note"`
 	}
-	if err := readBody(w, r, &in); err != nil {
-		s.fail(w, r, err)
+	if !s.recoveryOn(w, r) || !s.decoded(w, r, readBody, &in) {
 		return
 	}
 	_, actor := current(r)
 	req, err := s.mfa.Recovery.Deny(r.Context(), actor, r.PathValue("id"), in.Note, s.client(r))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"request": recoveryOut(req)})
+	reply(s, w, r, req, err, http.StatusOK, recoveryBody)
 }
 
 // apiUserMFA is a user's MFA state for staff (GET /api/v1/users/{id}/mfa).
@@ -836,14 +711,10 @@ func (s *Server) apiUserMFA(w http.ResponseWriter, r *http.Request) {
 // apiUserMFADeadline sets a user's setup deadline
 // (PUT /api/v1/users/{id}/mfa/deadline).
 func (s *Server) apiUserMFADeadline(w http.ResponseWriter, r *http.Request) {
-	if !s.mfaOn(w, r) {
-		return
-	}
 	var in struct {
 		Deadline time.Time `json:"deadline"`
 	}
-	if err := readJSON(w, r, &in); err != nil {
-		s.fail(w, r, err)
+	if !s.mfaOn(w, r) || !s.decoded(w, r, readJSON, &in) {
 		return
 	}
 	_, actor := current(r)
@@ -856,20 +727,12 @@ func (s *Server) apiUserMFADeadline(w http.ResponseWriter, r *http.Request) {
 
 // apiUserMFAReset resets a user's MFA (POST /api/v1/users/{id}/mfa/reset).
 func (s *Server) apiUserMFAReset(w http.ResponseWriter, r *http.Request) {
-	if !s.mfaOn(w, r) {
-		return
-	}
 	var in struct {
 		Reason string `json:"reason"`
 	}
-	if err := readJSON(w, r, &in); err != nil {
-		s.fail(w, r, err)
+	if !s.mfaOn(w, r) || !s.decoded(w, r, readJSON, &in) {
 		return
 	}
 	_, actor := current(r)
-	if err := s.resetMFA(r, actor, r.PathValue("id"), in.Reason); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	s.noContent(w, r, s.resetMFA(r, actor, r.PathValue("id"), in.Reason))
 }
