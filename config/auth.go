@@ -143,6 +143,46 @@ func (a *Auth) loadEnv(str func(string, *string), list func(string, *[]string), 
 	list("HESTAMI_MICROSOFT_ALLOWED_TENANTS", &a.Providers.Microsoft.AllowedTenants)
 	str("HESTAMI_GITHUB_ORGANIZATION", &a.Providers.GitHub.Organization)
 	a.MFA.loadEnv(str)
+	daemon := BackupDaemonClient{ClientID: DefaultDaemon().Auth.ClientID}
+	str("HESTAMI_AUTH_BACKUP_DAEMON_URL", &daemon.URL)
+	str("HESTAMI_AUTH_BACKUP_DAEMON_CLIENT_ID", &daemon.ClientID)
+	str("HESTAMI_AUTH_BACKUP_DAEMON_CLIENT_SECRET_FILE", &daemon.SecretFile)
+	if daemon.URL != "" {
+		a.RegisterBackupDaemon(daemon)
+	}
+}
+
+// BackupDaemonClient is the backup daemon's registration at the auth service,
+// as the environment gives it (HESTAMI_AUTH_BACKUP_DAEMON_*), so that a
+// deployment needs no configuration file for it.
+type BackupDaemonClient struct {
+	// URL is where browsers reach the daemon: its daemon.auth.public_url.
+	URL string
+	// ClientID is its daemon.auth.client_id (default backup-daemon).
+	ClientID string
+	// SecretFile holds the client's secret, the daemon's
+	// daemon.auth.client_secret_file ("": a public client, PKCE only).
+	SecretFile string
+}
+
+// RegisterBackupDaemon adds d to the OpenID Connect clients, with redirect URI
+// d.URL + "/callback" (where the daemon's sign-in comes back), replacing a
+// client of the same id from the file, and adds d.URL's origin to the return
+// origins (a step-up's way back to the daemon).
+func (a *Auth) RegisterBackupDaemon(d BackupDaemonClient) {
+	base := strings.TrimRight(d.URL, "/")
+	c := OIDCClient{ID: d.ClientID, Name: "Backup daemon", SecretFile: d.SecretFile, RedirectURIs: []string{base + "/callback"}}
+	if i := slices.IndexFunc(a.OIDC.Clients, func(o OIDCClient) bool { return o.ID == c.ID }); i >= 0 {
+		a.OIDC.Clients[i] = c
+	} else {
+		a.OIDC.Clients = append(a.OIDC.Clients, c)
+	}
+	if u, err := url.Parse(base); err == nil && u.Scheme != "" && u.Host != "" {
+		origin := u.Scheme + "://" + u.Host
+		if !slices.Contains(a.ReturnOrigins, origin) {
+			a.ReturnOrigins = append(a.ReturnOrigins, origin)
+		}
+	}
 }
 
 // validate reports the auth section's problems. Secrets are checked by

@@ -238,6 +238,7 @@ func Load(path string, getenv func(string) (string, bool)) (Config, error) {
 	list("HESTAMI_SIGNING_PUBLIC_KEYS", &c.Signing.PublicKeys)
 	boolean("HESTAMI_SIGNING_ALLOW_UNSIGNED", &c.Signing.AllowUnsigned)
 	c.Auth.loadEnv(str, list, boolean)
+	c.Daemon.loadEnv(str, list)
 	if err := errors.Join(errs...); err != nil {
 		return c, err
 	}

@@ -84,6 +84,24 @@ type DaemonAuth struct {
 	// id:base64 line each (openssl rand -base64 32), the first current; give every
 	// replica the same file.
 	CookieKeyFile string `yaml:"cookie_key_file"`
+	// ConnectTo is the host:port the daemon connects to when it calls URL, if
+	// URL's own host is not reachable from the daemon as browsers reach it. In
+	// compose development the auth service is http://localhost:8080 for the
+	// browser (and its OpenID Connect issuer), auth:8080 for the backup container.
+	// Requests keep URL's host name (and, for https, its certificate check).
+	ConnectTo string `yaml:"connect_to"`
+}
+
+// loadEnv reads the daemon's environment variables.
+func (d *Daemon) loadEnv(str func(string, *string), list func(string, *[]string)) {
+	str("HESTAMI_DAEMON_AUTH_URL", &d.Auth.URL)
+	str("HESTAMI_DAEMON_AUTH_CONNECT_TO", &d.Auth.ConnectTo)
+	str("HESTAMI_DAEMON_PUBLIC_URL", &d.Auth.PublicURL)
+	str("HESTAMI_DAEMON_CLIENT_ID", &d.Auth.ClientID)
+	// Paths, read by the daemon (docker secrets work as they are).
+	str("HESTAMI_DAEMON_CLIENT_SECRET_FILE", &d.Auth.ClientSecretFile)
+	str("HESTAMI_DAEMON_COOKIE_KEY_FILE", &d.Auth.CookieKeyFile)
+	list("HESTAMI_DAEMON_TRUSTED_PROXIES", &d.TrustedProxies)
 }
 
 // DaemonProduction is what a restore into production writes to.
@@ -252,6 +270,11 @@ func (a DaemonAuth) validate(bad func(field, format string, args ...any)) {
 	}
 	if a.ClientID == "" {
 		bad("daemon.auth.client_id", "empty: want the daemon's client id at the auth service, e.g. backup-daemon")
+	}
+	if a.ConnectTo != "" {
+		if _, port, err := net.SplitHostPort(a.ConnectTo); err != nil || port == "" {
+			bad("daemon.auth.connect_to", "%q: want host:port, e.g. auth:8080", a.ConnectTo)
+		}
 	}
 	if a.CookieKeyFile == "" {
 		bad("daemon.auth.cookie_key_file", "empty: want a file with a line id:KEY (KEY: openssl rand -base64 32), which encrypts the status page's sign-in cookie")

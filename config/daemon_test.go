@@ -3,6 +3,7 @@ package config_test
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -153,6 +154,89 @@ daemon:
 		"daemon.production.restore_dir", "daemon.restore_request_ttl", "daemon.trusted_proxies[0]"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s:\n%v", want, err)
+		}
+	}
+}
+
+// TestDaemonAuthEnv: daemon.auth from the environment alone (as compose gives
+// it), over the file's values, and the auth service's registration of the daemon.
+func TestDaemonAuthEnv(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "hestami.yaml")
+	os.WriteFile(file, []byte(`
+daemon:
+  auth:
+    url: https://old-auth.hestami.example
+    public_url: https://old-backups.hestami.example
+    cookie_key_file: /old/cookie
+auth:
+  return_origins: [https://app.hestami.example]
+  oidc:
+    clients:
+      - id: web
+        redirect_uris: [https://app.hestami.example/api/auth/callback/hestami]
+      - id: backup-daemon
+        secret: from-the-file
+        redirect_uris: [https://old-backups.hestami.example/callback]
+`), 0o600)
+	vars := map[string]string{
+		"HESTAMI_DAEMON_AUTH_URL":                       "http://localhost:8080",
+		"HESTAMI_DAEMON_AUTH_CONNECT_TO":                "auth:8080",
+		"HESTAMI_DAEMON_PUBLIC_URL":                     "http://localhost:9187",
+		"HESTAMI_DAEMON_CLIENT_ID":                      "backups",
+		"HESTAMI_DAEMON_CLIENT_SECRET_FILE":             "/run/secrets/client",
+		"HESTAMI_DAEMON_COOKIE_KEY_FILE":                "/run/secrets/cookie",
+		"HESTAMI_DAEMON_TRUSTED_PROXIES":                "172.18.0.1, 10.0.0.0/8",
+		"HESTAMI_AUTH_BACKUP_DAEMON_URL":                "https://backups.hestami.example/",
+		"HESTAMI_AUTH_BACKUP_DAEMON_CLIENT_SECRET_FILE": "/run/secrets/client",
+	}
+	for _, path := range []string{"", file} {
+		c, err := config.Load(path, env(vars))
+		if err != nil {
+			t.Fatalf("config file %q: %v", path, err)
+		}
+		want := config.DaemonAuth{URL: "http://localhost:8080", ConnectTo: "auth:8080", PublicURL: "http://localhost:9187",
+			ClientID: "backups", ClientSecretFile: "/run/secrets/client", CookieKeyFile: "/run/secrets/cookie"}
+		if c.Daemon.Auth != want {
+			t.Errorf("config file %q: daemon.auth = %+v, want %+v", path, c.Daemon.Auth, want)
+		}
+		if got := strings.Join(c.Daemon.TrustedProxies, " "); got != "172.18.0.1 10.0.0.0/8" {
+			t.Errorf("config file %q: daemon.trusted_proxies = %q", path, got)
+		}
+		// The auth service's side: the client backup-daemon (the default id), with
+		// its callback and secret file, replacing the file's; its origin a return origin.
+		var daemonClients []config.OIDCClient
+		for _, cl := range c.Auth.OIDC.Clients {
+			if cl.ID == "backup-daemon" {
+				daemonClients = append(daemonClients, cl)
+			}
+		}
+		if len(daemonClients) != 1 || daemonClients[0].SecretFile != "/run/secrets/client" || daemonClients[0].Secret != "" ||
+			strings.Join(daemonClients[0].RedirectURIs, " ") != "https://backups.hestami.example/callback" {
+			t.Errorf("config file %q: backup-daemon clients %+v: want one, redirect https://backups.hestami.example/callback, secret from the file named", path, daemonClients)
+		}
+		if path != "" && (len(c.Auth.OIDC.Clients) != 2 || c.Auth.OIDC.Clients[0].ID != "web") {
+			t.Errorf("the file's other clients: %+v: want web kept", c.Auth.OIDC.Clients)
+		}
+		origins := c.Auth.ReturnOrigins
+		if !slices.Contains(origins, "https://backups.hestami.example") || path != "" && !slices.Contains(origins, "https://app.hestami.example") {
+			t.Errorf("config file %q: auth.return_origins = %q: want the daemon's origin added", path, origins)
+		}
+	}
+
+	// Without HESTAMI_AUTH_BACKUP_DAEMON_URL nothing is registered.
+	c, err := config.Load("", env(map[string]string{"HESTAMI_AUTH_BACKUP_DAEMON_CLIENT_ID": "x"}))
+	if err != nil || len(c.Auth.OIDC.Clients) != 0 {
+		t.Errorf("no daemon URL: clients %+v, err %v: want none", c.Auth.OIDC.Clients, err)
+	}
+
+	// Validated as the file's values are.
+	_, err = config.Load("", env(map[string]string{"HESTAMI_DAEMON_AUTH_URL": "http://auth:8080", "HESTAMI_DAEMON_AUTH_CONNECT_TO": "auth",
+		"HESTAMI_AUTH_BACKUP_DAEMON_URL": "backups"}))
+	for _, want := range []string{"daemon.auth.url", "http only on loopback", "daemon.auth.connect_to", "daemon.auth.public_url",
+		"daemon.auth.cookie_key_file", "auth.oidc.clients[0].redirect_uris[0]"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("bad daemon variables: error does not name %s:\n%v", want, err)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -38,7 +39,11 @@ func (p *Program) daemonLogin() (*authclient.Login, error) {
 	if cfg.URL == "" {
 		return nil, nil
 	}
-	client, err := authclient.New(authclient.Config{URL: cfg.URL, HTTPClient: &http.Client{Timeout: 15 * time.Second}})
+	hc, err := authHTTPClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	client, err := authclient.New(authclient.Config{URL: cfg.URL, HTTPClient: hc})
 	if err != nil {
 		return nil, fmt.Errorf("daemon.auth.url: %w", err)
 	}
@@ -64,6 +69,36 @@ func (p *Program) daemonLogin() (*authclient.Login, error) {
 	}
 	return authclient.NewLogin(authclient.LoginConfig{Client: client, ClientID: cfg.ClientID, ClientSecret: secret,
 		PublicURL: cfg.PublicURL, Sealer: sealer, CookieName: daemonCookie, ServiceName: "Hestami backups", Logger: p.logger})
+}
+
+// authHTTPClient is the client the daemon calls the auth service with. With
+// daemon.auth.connect_to, connections to the URL's host:port go to that address
+// instead; requests keep the URL's host (the OpenID Connect issuer's), and https
+// still checks the URL host's certificate.
+func authHTTPClient(cfg config.DaemonAuth) (*http.Client, error) {
+	hc := &http.Client{Timeout: 15 * time.Second}
+	if cfg.ConnectTo == "" {
+		return hc, nil
+	}
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("daemon.auth.url: %w", err)
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	from := net.JoinHostPort(u.Hostname(), port)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if addr == from {
+			addr = cfg.ConnectTo
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+	hc.Transport = tr
+	return hc, nil
 }
 
 // principals is backupapi's Authenticator over the daemon's sign-in: an access
