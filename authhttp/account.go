@@ -1,6 +1,7 @@
 package authhttp
 
 import (
+	"context"
 	"net/http"
 	"slices"
 
@@ -52,20 +53,12 @@ func (s *Server) accountPage(w http.ResponseWriter, r *http.Request) {
 // renderAccount shows the account page with status (an action's error, if p.Error).
 func (s *Server) renderAccount(w http.ResponseWriter, r *http.Request, status int, p *page) {
 	sess, u := current(r)
-	ids, err := s.svc.Identities(r.Context(), u.ID)
+	ids, sessions, err := s.identitiesAndSessions(r.Context(), u.ID)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	sessions, err := s.svc.Sessions(r.Context(), u.ID)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	d := &accountPage{User: u, Permissions: u.Permissions(), Linkable: providerViews(s.svc.ProvidersFor(u.Type))}
-	for _, id := range ids {
-		d.Identities = append(d.Identities, identityView{id, s.displayName(id.Provider)})
-	}
+	d := &accountPage{User: u, Permissions: u.Permissions(), Identities: ids, Linkable: providerViews(s.svc.ProvidersFor(u.Type))}
 	for _, x := range sessions {
 		d.Sessions = append(d.Sessions, sessionView{x, x.ID == sess.ID})
 	}
@@ -81,6 +74,24 @@ func (s *Server) renderAccount(w http.ResponseWriter, r *http.Request, status in
 	})
 	p.Data = d
 	s.render(w, r, status, "account", p)
+}
+
+// identitiesAndSessions loads a user's linked accounts, as the pages show
+// them, and sessions.
+func (s *Server) identitiesAndSessions(ctx context.Context, userID string) ([]identityView, []*auth.Session, error) {
+	ids, err := s.svc.Identities(ctx, userID)
+	if err != nil {
+		return nil, nil, err
+	}
+	sessions, err := s.svc.Sessions(ctx, userID)
+	if err != nil {
+		return nil, nil, err
+	}
+	var views []identityView
+	for _, id := range ids {
+		views = append(views, identityView{id, s.displayName(id.Provider)})
+	}
+	return views, sessions, nil
 }
 
 // accountFail shows an action's error on the account page itself.

@@ -77,18 +77,13 @@ func (s *Server) renderAdminUser(w http.ResponseWriter, r *http.Request, status 
 		s.fail(w, r, err)
 		return
 	}
-	ids, err := s.svc.Identities(r.Context(), u.ID)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	sessions, err := s.svc.Sessions(r.Context(), u.ID)
+	ids, sessions, err := s.identitiesAndSessions(r.Context(), u.ID)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	d := &adminUserPage{
-		Target: u, Self: u.ID == actor.ID, Sessions: sessions,
+		Target: u, Self: u.ID == actor.ID, Identities: ids, Sessions: sessions,
 		CanRoles: actor.Can(auth.PermRolesManage), CanManage: actor.Can(auth.PermUsersManage), CanSessions: actor.Can(auth.PermSessionsMgmt),
 	}
 	if d.MFA, err = s.adminMFA(r, actor, u); err != nil {
@@ -99,9 +94,6 @@ func (s *Server) renderAdminUser(w http.ResponseWriter, r *http.Request, status 
 		if slices.Contains(role.For, u.Type) {
 			d.Roles = append(d.Roles, roleChoice{role, slices.Contains(u.Roles, role.Name)})
 		}
-	}
-	for _, id := range ids {
-		d.Identities = append(d.Identities, identityView{id, s.displayName(id.Provider)})
 	}
 	p.Title = u.Email
 	if p.Title == "" {
