@@ -96,15 +96,7 @@ func (s *Server) identitiesAndSessions(ctx context.Context, userID string) ([]id
 
 // accountFail shows an action's error on the account page itself.
 func (s *Server) accountFail(w http.ResponseWriter, r *http.Request, err error) {
-	status := errorStatus(err)
-	if status >= 500 || status == http.StatusUnauthorized {
-		s.fail(w, r, err)
-		return
-	}
-	s.logFailure(r, status, err)
-	p := s.newPage(r, "Your account", nil)
-	p.Error = auth.ErrorMessage(err)
-	s.renderAccount(w, r, status, p)
+	s.failOnPage(w, r, err, "Your account", s.renderAccount, http.StatusUnauthorized)
 }
 
 // accountUnlink removes a linked account (POST /account/identities/unlink).

@@ -105,15 +105,7 @@ func (s *Server) renderAdminUser(w http.ResponseWriter, r *http.Request, status 
 
 // adminFail shows an action's error on the user's page.
 func (s *Server) adminFail(w http.ResponseWriter, r *http.Request, err error) {
-	status := errorStatus(err)
-	if status >= 500 || status == http.StatusUnauthorized || status == http.StatusNotFound {
-		s.fail(w, r, err)
-		return
-	}
-	s.logFailure(r, status, err)
-	p := s.newPage(r, "User", nil)
-	p.Error = auth.ErrorMessage(err)
-	s.renderAdminUser(w, r, status, p)
+	s.failOnPage(w, r, err, "User", s.renderAdminUser, http.StatusUnauthorized, http.StatusNotFound)
 }
 
 func adminUserURL(id, done string) string {

@@ -59,16 +59,8 @@ func (s *Server) renderRecovery(w http.ResponseWriter, r *http.Request, status i
 }
 
 func (s *Server) recoveryFail(w http.ResponseWriter, r *http.Request, err error) {
-	status := errorStatus(err)
-	if status >= 500 {
-		s.fail(w, r, err)
-		return
-	}
-	s.logFailure(r, status, err)
 	setRetryAfter(w, err)
-	p := s.newPage(r, "Recover your account", nil)
-	p.Error = auth.ErrorMessage(err)
-	s.renderRecovery(w, r, status, p)
+	s.failOnPage(w, r, err, "Recover your account", s.renderRecovery)
 }
 
 // recoveryRequest files a recovery request (POST /mfa/recovery).
@@ -192,16 +184,8 @@ func (s *Server) renderAdminRecovery(w http.ResponseWriter, r *http.Request, sta
 }
 
 func (s *Server) adminRecoveryFail(w http.ResponseWriter, r *http.Request, err error) {
-	status := errorStatus(err)
-	if status >= 500 || status == http.StatusUnauthorized {
-		s.fail(w, r, err)
-		return
-	}
-	s.logFailure(r, status, err)
 	setRetryAfter(w, err)
-	p := s.newPage(r, "Recovery requests", nil)
-	p.Error = auth.ErrorMessage(err)
-	s.renderAdminRecovery(w, r, status, p)
+	s.failOnPage(w, r, err, "Recovery requests", s.renderAdminRecovery, http.StatusUnauthorized)
 }
 
 // adminRecoveryApprove approves a request (POST /admin/recovery/{id}/approve).

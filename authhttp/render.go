@@ -9,6 +9,7 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -232,4 +233,20 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func linkRequiredMessage(lr *auth.LinkRequiredError) string {
 	return fmt.Sprintf("An account with %s exists already. Sign in with %s, then link %s from your account page.",
 		lr.Email, strings.Join(lr.Providers, " or "), lr.Provider)
+}
+
+// failOnPage shows an action's error on the page the action was sent from:
+// render draws that page, titled title, with the error and its status.
+// Server errors, and errors with a status in elsewhere, go to s.fail instead.
+// Pages whose actions can be rate limited call setRetryAfter first.
+func (s *Server) failOnPage(w http.ResponseWriter, r *http.Request, err error, title string, render func(http.ResponseWriter, *http.Request, int, *page), elsewhere ...int) {
+	status := errorStatus(err)
+	if status >= 500 || slices.Contains(elsewhere, status) {
+		s.fail(w, r, err)
+		return
+	}
+	s.logFailure(r, status, err)
+	p := s.newPage(r, title, nil)
+	p.Error = auth.ErrorMessage(err)
+	render(w, r, status, p)
 }

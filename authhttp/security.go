@@ -113,16 +113,8 @@ func (s *Server) renderSecurity(w http.ResponseWriter, r *http.Request, status i
 
 // securityFail shows an action's error on the security page.
 func (s *Server) securityFail(w http.ResponseWriter, r *http.Request, err error) {
-	status := errorStatus(err)
-	if status >= 500 || status == http.StatusUnauthorized {
-		s.fail(w, r, err)
-		return
-	}
-	s.logFailure(r, status, err)
 	setRetryAfter(w, err)
-	p := s.newPage(r, "Security", nil)
-	p.Error = auth.ErrorMessage(err)
-	s.renderSecurity(w, r, status, p)
+	s.failOnPage(w, r, err, "Security", s.renderSecurity, http.StatusUnauthorized)
 }
 
 // removeFactor removes the user's factor id, refusing to leave a user whose
