@@ -209,11 +209,12 @@ func TestProductionNeedsAVersion(t *testing.T) {
 	t.Parallel()
 	// The env file names the release; without it, no image could be chosen.
 	_, err := load(t, prodFiles, "", nil, "HESTAMI_ENCRYPTION_RECIPIENTS=age1x", "HESTAMI_SIGNING_PUBLIC_KEYS=hestami-sign-pub:x",
-		"HESTAMI_AUTH_PUBLIC_URL=https://auth.example", "HESTAMI_AUTH_RETURN_ORIGINS=https://app.example")
+		"HESTAMI_AUTH_PUBLIC_URL=https://auth.example", "HESTAMI_AUTH_RETURN_ORIGINS=https://app.example",
+		"HESTAMI_DAEMON_PUBLIC_URL=https://backups.example")
 	if err == nil || !strings.Contains(err.Error(), "HESTAMI_VERSION") {
 		t.Errorf("production without HESTAMI_VERSION: got %v, want an error naming HESTAMI_VERSION", err)
 	}
-	for _, name := range []string{"HESTAMI_ENCRYPTION_RECIPIENTS", "HESTAMI_SIGNING_PUBLIC_KEYS", "HESTAMI_AUTH_PUBLIC_URL"} {
+	for _, name := range []string{"HESTAMI_ENCRYPTION_RECIPIENTS", "HESTAMI_SIGNING_PUBLIC_KEYS", "HESTAMI_AUTH_PUBLIC_URL", "HESTAMI_DAEMON_PUBLIC_URL"} {
 		_, err := load(t, prodFiles, prodEnv, nil, name+"=")
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("production with %s empty: got %v, want an error naming it", name, err)
@@ -283,8 +284,8 @@ func TestPorts(t *testing.T) {
 					t.Errorf("%s publishes %s:%s->%d: bind to 127.0.0.1 only", name, pp.HostIP, pp.Published, pp.Target)
 				}
 			}
-			if d.prod && name != "auth" && len(s.Ports) > 0 {
-				t.Errorf("production: %s publishes %d ports: want none (only auth, for its reverse proxy)", name, len(s.Ports))
+			if d.prod && name != "auth" && name != "backup" && len(s.Ports) > 0 {
+				t.Errorf("production: %s publishes %d ports: want none (only auth and backup, for their reverse proxy)", name, len(s.Ports))
 			}
 		}
 		if d.prod {
@@ -433,7 +434,7 @@ func checkSecretFiles(t *testing.T, name string, s types.ServiceConfig) {
 }
 
 // secretName matches the names of variables whose values are secrets.
-var secretName = regexp.MustCompile(`(PASSWORD|SECRET|TOKEN|PRIVATE_KEY|IDENTITY|USERLIST|PGPASS|DATABASE_URL|MFA_KEYS|SIGNING_KEY)$`)
+var secretName = regexp.MustCompile(`(PASSWORD|SECRET|TOKEN|PRIVATE_KEY|IDENTITY|USERLIST|PGPASS|DATABASE_URL|MFA_KEYS|SIGNING_KEY|COOKIE_KEYS?)$`)
 
 // TestSecrets: secrets reach containers as files named by *_FILE variables, never as
 // values; in production each comes from a file on the host.
@@ -479,9 +480,10 @@ func TestSecrets(t *testing.T) {
 		// What the production override adds: the keys for signed, encrypted WAL, the
 		// MFA keys and the provider configuration of the sign-in service.
 		for svc, names := range map[string][]string{
-			"db":     {"postgres_password", "hestami_signing_key"},
-			"backup": {"postgres_password", "hestami_signing_key", "hestami_encryption_identity"},
-			"auth":   {"auth_database_url", "auth_secret", "hestami_mfa_keys", "hestami_auth_config"},
+			"db": {"postgres_password", "hestami_signing_key"},
+			"backup": {"postgres_password", "hestami_signing_key", "hestami_encryption_identity",
+				"hestami_backup_daemon_client_secret", "hestami_backup_daemon_cookie_keys"},
+			"auth": {"auth_database_url", "auth_secret", "hestami_mfa_keys", "hestami_auth_config", "hestami_backup_daemon_client_secret"},
 		} {
 			var got []string
 			for _, sec := range service(t, p, svc).Secrets {
