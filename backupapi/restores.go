@@ -363,9 +363,6 @@ func (s *Server) runRestore(ctx context.Context, req RestoreRequest, decision *D
 		log.Info("restore done", "location", res.Location)
 	}
 	fctx := context.WithoutCancel(ctx)
-	if ferr := s.store.Finish(fctx, req.ID, out); ferr != nil {
-		log.Error("could not record the restore's outcome in the repository", "err", ferr)
-	}
 	action := "restore"
 	if req.Type == backup.Logical {
 		action = "restore.logical"
@@ -389,7 +386,12 @@ func (s *Server) runRestore(ctx context.Context, req RestoreRequest, decision *D
 			delete(d, k)
 		}
 	}
+	// The audit entry first: whoever sees the outcome (a poller, a test) can
+	// then rely on the audit log having it.
 	s.auditAs(fctx, orID(req.RequestedBy), action, location, outcome, d)
+	if ferr := s.store.Finish(fctx, req.ID, out); ferr != nil {
+		log.Error("could not record the restore's outcome in the repository", "err", ferr)
+	}
 }
 
 // Recover records as failed the restores a daemon on this host was running when
