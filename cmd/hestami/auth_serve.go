@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/hkdf"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -104,7 +102,7 @@ func (p *Program) serveAuth(ctx context.Context, cfg config.Auth, deps authServe
 	if secret == "" && cfg.DevMode {
 		secret = auth.NewToken() // dev without a secret: forms and TOTP secrets last one run
 	}
-	csrfKey, err := hkdf.Key(sha256.New, []byte(secret), nil, "hestami auth csrf", 32)
+	csrfKey, err := deriveKey(secret, "csrf")
 	if err != nil {
 		return fmt.Errorf("derive the form key: %w", err)
 	}
