@@ -13,6 +13,7 @@ import (
 
 	"github.com/hestami/hestami/auth"
 	"github.com/hestami/hestami/authhttp"
+	"github.com/hestami/hestami/openapitest"
 )
 
 // newBareServer is a Server without a database, for what needs only its routes.
@@ -122,31 +123,5 @@ func TestOpenAPIIsComplete(t *testing.T) {
 			}
 		}
 	}
-	// Every $ref points at something.
-	var check func(v any)
-	check = func(v any) {
-		switch v := v.(type) {
-		case map[string]any:
-			for k, x := range v {
-				if k == "$ref" {
-					ref := x.(string)
-					var cur any = doc
-					for _, part := range strings.Split(strings.TrimPrefix(ref, "#/"), "/") {
-						m, _ := cur.(map[string]any)
-						cur = m[part]
-					}
-					if cur == nil {
-						t.Errorf("$ref %s does not resolve", ref)
-					}
-					continue
-				}
-				check(x)
-			}
-		case []any:
-			for _, x := range v {
-				check(x)
-			}
-		}
-	}
-	check(doc)
+	openapitest.CheckRefs(t, doc)
 }

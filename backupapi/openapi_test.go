@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/hestami/hestami/openapitest"
 )
 
 // openAPIDoc fetches and parses the served OpenAPI document.
@@ -102,29 +104,5 @@ func TestOpenAPIIsComplete(t *testing.T) {
 			}
 		}
 	}
-	var check func(v any)
-	check = func(v any) {
-		switch v := v.(type) {
-		case map[string]any:
-			for k, x := range v {
-				if k == "$ref" {
-					var cur any = doc
-					for _, part := range strings.Split(strings.TrimPrefix(x.(string), "#/"), "/") {
-						m, _ := cur.(map[string]any)
-						cur = m[part]
-					}
-					if cur == nil {
-						t.Errorf("$ref %s does not resolve", x)
-					}
-					continue
-				}
-				check(x)
-			}
-		case []any:
-			for _, x := range v {
-				check(x)
-			}
-		}
-	}
-	check(doc)
+	openapitest.CheckRefs(t, doc)
 }
